@@ -1,0 +1,491 @@
+"""In-process llama-cpp-python: the model is loaded once per run and reused for every sample.
+
+Generation runs its own decode/sample loop on llama-cpp-python's context, batch and sampler
+instead of `Llama.generate`, for three reasons: every timestamp is taken exactly where the work
+happens; speculative decoding can count drafted and accepted tokens; and no n_ctx x n_vocab
+float32 score matrix is ever filled (`Llama.generate` copies every verified row into one).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from evalkit.backends import llama_log
+from evalkit.backends.base import BackendInfo, DraftStats, Generation, GenerationRequest
+from evalkit.config import LlamaCppBackendConfig
+from evalkit.errors import BackendError, ModelError
+from evalkit.hardware import cpu_name, physical_cores
+
+import llama_cpp  # noqa: E402  (imported after llama_log, which routes its log)
+from llama_cpp import llama_chat_format
+
+GGML_TYPES = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "iq4_nl": 20,
+    "bf16": 30,
+}
+_MIB = 1024 * 1024
+
+
+@dataclass
+class LoadFacts:
+    """What llama.cpp reported while loading: its own numbers, not our estimates."""
+
+    kv_cache_bytes: int | None
+    compute_buffer_bytes: int | None
+    model_buffer_bytes: int | None
+
+
+class LlamaCppBackend:
+    type = "llama_cpp"
+
+    def __init__(
+        self,
+        cfg: LlamaCppBackendConfig,
+        model_path: str,
+        *,
+        drafter: "Drafter | None" = None,
+        n_ctx: int | None = None,
+        n_batch: int | None = None,
+    ):
+        self.cfg = cfg
+        self.model_path = model_path
+        self.gpu_build = bool(llama_cpp.llama_supports_gpu_offload())
+        self.n_gpu_layers = (
+            cfg.n_gpu_layers if cfg.n_gpu_layers is not None else (-1 if self.gpu_build else 0)
+        )
+        self.n_threads = cfg.n_threads or physical_cores()
+        self.n_threads_batch = cfg.n_threads_batch or self.n_threads
+        n_batch = n_batch or cfg.n_batch
+        mark = llama_log.mark()
+        try:
+            self.llama = llama_cpp.Llama(
+                model_path,
+                n_gpu_layers=self.n_gpu_layers,
+                n_ctx=n_ctx or cfg.n_ctx,
+                n_batch=n_batch,
+                n_ubatch=min(cfg.n_ubatch, n_batch),
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads_batch,
+                flash_attn=cfg.flash_attn,
+                type_k=GGML_TYPES[cfg.type_k],
+                type_v=GGML_TYPES[cfg.type_v],
+                seed=cfg.seed,
+                use_mmap=cfg.use_mmap,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            why = llama_log.last_error(mark) or str(exc)
+            raise ModelError(f"llama.cpp could not load {model_path}: {why}") from None
+        self.load_facts = _parse_load_log(llama_log.since(mark))
+        self.n_ctx = self.llama.n_ctx()
+        self.n_batch = self.llama.n_batch
+        self.n_vocab = self.llama.n_vocab()
+        self.vocab = self.llama._model.vocab
+        self.drafter = drafter
+        self._formatter = self._chat_formatter() if cfg.chat_template else None
+
+    # ---------------------------------------------------------------- description
+
+    def info(self) -> BackendInfo:
+        cfg = self.cfg
+        return BackendInfo(
+            type=self.type,
+            build=f"llama-cpp-python {llama_cpp.__version__}",
+            device=self.device_name(),
+            gpu_offload=self.gpu_build and self.n_gpu_layers != 0,
+            settings={
+                "n_ctx": self.n_ctx,
+                "n_batch": self.n_batch,
+                "n_ubatch": self.llama.context_params.n_ubatch,
+                "n_threads": self.n_threads,
+                "n_threads_batch": self.n_threads_batch,
+                "n_gpu_layers": self.n_gpu_layers,
+                "flash_attn": cfg.flash_attn,
+                "type_k": cfg.type_k,
+                "type_v": cfg.type_v,
+                "use_mmap": cfg.use_mmap,
+                "speculative": cfg.speculative,
+                "num_pred_tokens": cfg.num_pred_tokens if cfg.speculative != "none" else None,
+                "draft_model": cfg.draft_model if cfg.speculative == "draft" else None,
+            },
+            output_settings={
+                "type_k": cfg.type_k,
+                "type_v": cfg.type_v,
+                "flash_attn": cfg.flash_attn,
+                "chat_template": self._formatter is not None,
+                "n_ctx": self.n_ctx,
+            },
+            chat_template="gguf" if self._formatter is not None else "none",
+            extra={
+                "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+                "gpu_build": self.gpu_build,
+            },
+        )
+
+    def device_name(self) -> str:
+        if self.gpu_build and self.n_gpu_layers != 0:
+            from evalkit.hardware import gpu_names
+
+            names = gpu_names()
+            return names[0] if names else "GPU"
+        return cpu_name()
+
+    # ---------------------------------------------------------------- tokens
+
+    def tokenize(self, text: str, add_bos: bool = True, special: bool = False) -> list[int]:
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.llama.detokenize(tokens).decode("utf-8", errors="replace")
+
+    @property
+    def add_bos(self) -> bool:
+        return bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+
+    @property
+    def bos_token(self) -> int:
+        return int(self.llama.token_bos())
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        """The model's own chat template when it has one (and it is on), else the plain text."""
+        if self._formatter is not None:
+            rendered = self._formatter(messages=messages)
+            # llama-cpp-python's convention: a Jinja template brings its own BOS.
+            return self.tokenize(rendered.prompt, add_bos=not rendered.added_special, special=True)
+        text = "\n\n".join(m["content"] for m in messages)
+        return self.tokenize(text, add_bos=True, special=False)
+
+    def _chat_formatter(self):
+        template = self.llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None
+        llm = self.llama
+        eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() != -1 else ""
+        bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() != -1 else ""
+        return llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+    # ---------------------------------------------------------------- low-level decode
+
+    def clear(self) -> None:
+        """Forget every cached token: the next decode starts from an empty KV cache."""
+        mem = llama_cpp.llama_get_memory(self.llama.ctx)
+        llama_cpp.llama_memory_clear(mem, True)
+        self.llama.n_tokens = 0
+
+    def decode(self, tokens: list[int], n_past: int, logits: str = "last") -> None:
+        """Decode `tokens` at positions n_past.. in n_batch pieces.
+
+        logits: "last" (only the final token), "all" (every token of the final piece; callers keep
+        len(tokens) <= n_batch), or "none".
+        """
+        llm = self.llama
+        for start in range(0, len(tokens), self.n_batch):
+            piece = tokens[start : start + self.n_batch]
+            last_piece = start + self.n_batch >= len(tokens)
+            all_rows = logits == "all" and last_piece
+            llm._batch.set_batch(batch=piece, n_past=n_past + start, logits_all=all_rows)
+            if logits == "none" or not last_piece:
+                llm._batch.batch.logits[len(piece) - 1] = False
+            llm._ctx.decode(llm._batch)
+
+    def synchronize(self) -> None:
+        llama_cpp.llama_synchronize(self.llama.ctx)
+
+    def logits(self, n_rows: int) -> np.ndarray:
+        """A view of the logits of the last decode's `n_rows` output rows (n_rows x n_vocab)."""
+        ptr = llama_cpp.llama_get_logits(self.llama.ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n_rows, self.n_vocab))
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    # ---------------------------------------------------------------- generation
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        t0 = time.perf_counter()
+        prompt = self.prompt_tokens(request.messages)
+        if len(prompt) >= self.n_ctx:
+            raise BackendError(
+                f"prompt has {len(prompt)} tokens but backend.n_ctx is {self.n_ctx}; raise n_ctx"
+            )
+        s = request.sampling
+        self.llama.set_seed(request.seed)
+        sampler = self.llama._init_sampler(
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            temp=s.temperature,
+            repeat_penalty=s.repeat_penalty,
+        )
+        limit = self.n_ctx - len(prompt)
+        if s.max_tokens is not None:
+            limit = min(limit, s.max_tokens)
+
+        self.clear()  # no prompt-cache reuse between samples: prompt t/s stays honest
+        self.decode(prompt, 0, logits="last")
+        self.synchronize()
+        t_prompt = time.perf_counter()
+
+        stream = _TokenStream(self, sampler, list(prompt), limit, self.drafter)
+        out = bytearray()
+        stops = [x.encode() for x in s.stop]
+        finish = "length"
+        t_first = t_last = None  # first and last generated (non-EOG) token
+        for token, now in stream:
+            if token is None:  # end of generation sampled
+                finish = "stop"
+                t_first = t_first or now
+                break
+            if t_first is None:
+                t_first = now
+            t_last = now
+            out += self.llama.detokenize([token])
+            if stops and _ends_with_stop(out, stops):
+                finish = "stop"
+                break
+        t_end = time.perf_counter()
+        text = out.decode("utf-8", errors="replace")
+        for stop in s.stop:  # the stop string itself is not part of the answer
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        gen_s = (t_last - t_first) if (t_first is not None and t_last is not None) else None
+        return Generation(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=len(prompt),
+            completion_tokens=stream.n_generated,
+            cached_prompt_tokens=0,
+            ttft_s=(t_first - t0) if t_first is not None else None,
+            prompt_eval_s=t_prompt - t0,
+            generation_s=gen_s,
+            total_s=t_end - t0,
+            draft=stream.draft_stats if self.drafter is not None else None,
+        )
+
+    def close(self) -> None:
+        if self.drafter is not None:
+            self.drafter.close()
+        self.llama.close()
+
+
+class _TokenStream:
+    """Yields (token, time) as tokens are sampled; (None, time) when an EOG token is sampled.
+
+    With a drafter, each step decodes [last token + drafted tokens] in one batch and samples every
+    position; drafted tokens are accepted while they equal what the target model samples, and the
+    first disagreement (or one token past the last draft) is the target's own next token.
+    """
+
+    def __init__(self, backend: LlamaCppBackend, sampler, history: list[int], limit: int, drafter):
+        self.b = backend
+        self.sampler = sampler
+        self.history = history
+        self.limit = limit
+        self.drafter = drafter
+        self.n_generated = 0
+        self.draft_stats = DraftStats()
+
+    def __iter__(self):
+        b, ctx = self.b, self.b.llama._ctx
+        n_past = len(self.history)
+        token = self.sampler.sample(ctx, -1)
+        while True:
+            if b.is_eog(token):
+                yield None, time.perf_counter()
+                return
+            self.n_generated += 1
+            self.history.append(token)
+            yield token, time.perf_counter()
+            if self.n_generated >= self.limit or n_past + 1 >= b.n_ctx:
+                return
+            room = min(self.limit - self.n_generated, b.n_ctx - n_past - 1)
+            drafts = self._draft(room - 1) if self.drafter is not None else []
+            b.decode([token] + drafts, n_past, logits="all" if drafts else "last")
+            if not drafts:
+                n_past += 1
+                token = self.sampler.sample(ctx, -1)
+                continue
+            self.draft_stats.draft_steps += 1
+            self.draft_stats.drafted_tokens += len(drafts)
+            accepted = 0
+            for i in range(len(drafts) + 1):
+                token = self.sampler.sample(ctx, i)
+                if i < len(drafts) and token == drafts[i] and not b.is_eog(token):
+                    accepted += 1
+                    self.n_generated += 1
+                    self.history.append(token)
+                    yield token, time.perf_counter()
+                    if self.n_generated >= self.limit:
+                        self.draft_stats.accepted_tokens += accepted
+                        return
+                    continue
+                break
+            self.draft_stats.accepted_tokens += accepted
+            n_past += 1 + accepted
+            # Rejected drafts leave KV entries past n_past: drop them before the next decode.
+            ctx.kv_cache_seq_rm(-1, n_past, -1)
+
+    def _draft(self, room: int) -> list[int]:
+        if room <= 0:
+            return []
+        drafts = self.drafter.draft(np.asarray(self.history, dtype=np.intc))
+        return [int(t) for t in drafts[:room]]
+
+
+class Drafter:
+    """Proposes tokens for speculative decoding."""
+
+    def draft(self, history: np.ndarray) -> list[int]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class PromptLookupDrafter(Drafter):
+    """llama-cpp-python's n-gram prompt lookup (no second model)."""
+
+    def __init__(self, num_pred_tokens: int, max_ngram_size: int = 2):
+        from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+        self.impl = LlamaPromptLookupDecoding(
+            max_ngram_size=max_ngram_size, num_pred_tokens=num_pred_tokens
+        )
+
+    def draft(self, history: np.ndarray) -> list[int]:
+        return [int(t) for t in self.impl(history)]
+
+
+class ModelDrafter(Drafter):
+    """A small draft model of the same vocabulary proposes `num_pred_tokens` greedy tokens.
+
+    It keeps its own KV cache and only decodes what is new since its last call.
+    """
+
+    def __init__(self, backend: LlamaCppBackend, num_pred_tokens: int):
+        self.b = backend
+        self.k = num_pred_tokens
+        self.cached: list[int] = []
+
+    def draft(self, history: np.ndarray) -> list[int]:
+        b = self.b
+        hist = history.tolist()
+        if len(hist) + self.k >= b.n_ctx:
+            return []
+        common = 0
+        for a, c in zip(self.cached, hist):
+            if a != c:
+                break
+            common += 1
+        common = min(common, len(hist) - 1)  # always decode at least one token for fresh logits
+        b.llama._ctx.kv_cache_seq_rm(-1, common, -1)
+        b.decode(hist[common:], common, logits="last")
+        self.cached = list(hist)
+        out: list[int] = []
+        n_past = len(hist)
+        for _ in range(self.k):
+            tok = int(np.argmax(b.logits(1)[0]))
+            if b.is_eog(tok):
+                break
+            out.append(tok)
+            b.decode([tok], n_past, logits="last")
+            n_past += 1
+            self.cached.append(tok)
+        return out
+
+    def close(self) -> None:
+        self.b.close()
+
+
+def _ends_with_stop(out: bytearray, stops: list[bytes]) -> bool:
+    tail = bytes(out[-256:])
+    return any(stop in tail for stop in stops)
+
+
+_SIZE_RE: dict[str, re.Pattern[str]] = {
+    "kv": re.compile(r"llama_kv_cache(?:_\w+)?: size =\s*([\d.]+) MiB"),
+    "compute": re.compile(r"compute buffer size =\s*([\d.]+) MiB"),
+    "model": re.compile(r"model buffer size =\s*([\d.]+) MiB"),
+}
+
+
+def _parse_load_log(log: str) -> LoadFacts:
+    def total(kind: str) -> int | None:
+        values = [float(v) for v in _SIZE_RE[kind].findall(log)]
+        return int(sum(values) * _MIB) if values else None
+
+    return LoadFacts(
+        kv_cache_bytes=total("kv"),
+        compute_buffer_bytes=total("compute"),
+        model_buffer_bytes=total("model"),
+    )
+
+
+def make_drafter(
+    cfg: LlamaCppBackendConfig, resolve_draft: Callable[[str], Any], target_vocab: str | None
+) -> Drafter | None:
+    """The drafter `backend.speculative` asks for; a draft model must share the vocabulary."""
+    if cfg.speculative == "none":
+        return None
+    if cfg.speculative == "prompt_lookup":
+        return PromptLookupDrafter(cfg.num_pred_tokens)
+    draft = resolve_draft(cfg.draft_model)
+    if target_vocab and draft.gguf.vocab_sha256 and draft.gguf.vocab_sha256 != target_vocab:
+        raise BackendError(
+            f"draft model {cfg.draft_model} has a different vocabulary from the target; "
+            "speculative decoding needs the same tokenizer"
+        )
+    draft_cfg = cfg.model_copy(update={"speculative": "none", "chat_template": False})
+    return ModelDrafter(LlamaCppBackend(draft_cfg, str(draft.path)), cfg.num_pred_tokens)
+
+
+def model_record(resolved) -> "ModelRecord":
+    """What records say about a local GGUF (from evalkit.models.ResolvedModel)."""
+    from evalkit.records import ModelRecord
+
+    g = resolved.gguf
+    return ModelRecord(
+        name=resolved.name,
+        family=resolved.family,
+        variant=resolved.variant,
+        sha256=resolved.sha256,
+        size_bytes=resolved.size_bytes,
+        bits_per_weight=resolved.bits_per_weight,
+        file_type=g.file_type,
+        architecture=g.architecture,
+        parameter_count=g.parameter_count,
+        context_length=g.context_length,
+        n_vocab=g.n_vocab,
+        qat=resolved.qat,
+        provenance=resolved.provenance,
+        path=str(resolved.path),
+        base_sha256=resolved.base_sha256,
+    )
+
+
+def open_backend(cfg, **overrides):
+    """Resolve the model file and load it once; `overrides` (n_ctx, n_batch) come from the task."""
+    from evalkit.backends import OpenedBackend
+    from evalkit.models import load_model_config, resolve_model
+
+    resolved = resolve_model(cfg.model)
+    bcfg = cfg.backend
+    drafter = make_drafter(
+        bcfg,
+        lambda name: resolve_model(load_model_config(name)),
+        resolved.gguf.vocab_sha256,
+    )
+    backend = LlamaCppBackend(bcfg, str(resolved.path), drafter=drafter, **overrides)
+    return OpenedBackend(backend=backend, model=model_record(resolved), resolved=resolved)

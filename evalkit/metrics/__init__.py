@@ -1,0 +1,1 @@
+"""Statistics over records: pure functions, no I/O."""

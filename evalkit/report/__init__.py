@@ -1,0 +1,1 @@
+"""Reporting: tables, leaderboard, pairs, HTML. Reads records only, never live objects."""

@@ -1,0 +1,109 @@
+"""One job: open the backend once, hand it to the task's runner, write results.json."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+import evalkit
+from evalkit.backends import OpenedBackend, open_backend
+from evalkit.config import RunConfig
+from evalkit.hardware import HardwareInfo, hardware_info
+from evalkit.memory import MemoryWatch, gpu_memory_used_bytes
+from evalkit.records import MemoryRecord, RunResult, now_iso
+
+# Task kind -> runner module. A runner module has `run(ctx) -> RunResult` and may have
+# `backend_overrides(cfg) -> dict` (e.g. a perplexity task sets the context size).
+RUNNERS: dict[str, str] = {
+    "generation": "evalkit.runners.generation",
+}
+
+
+@dataclass
+class RunContext:
+    cfg: RunConfig
+    out_dir: Path
+    run_id: str
+    opened: OpenedBackend
+    hardware: HardwareInfo
+    memory: MemoryWatch
+    console: Console
+    started_at: str
+    t0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def backend(self) -> Any:
+        return self.opened.backend
+
+    def memory_record(self) -> MemoryRecord:
+        m = self.opened.model
+        facts = getattr(self.backend, "load_facts", None)
+        peak = self.memory.peak()
+        return MemoryRecord(
+            file_size_bytes=m.size_bytes,
+            bits_per_weight=m.bits_per_weight,
+            rss_baseline_bytes=self.memory.baseline,
+            peak_rss_bytes=peak,
+            peak_rss_delta_bytes=peak - self.memory.baseline,
+            kv_cache_bytes=getattr(facts, "kv_cache_bytes", None),
+            compute_buffer_bytes=getattr(facts, "compute_buffer_bytes", None),
+            gpu_memory_used_bytes=gpu_memory_used_bytes(),
+        )
+
+    def result(self, status: str, message: str | None = None, **fields: Any) -> RunResult:
+        """The results.json skeleton every runner fills with its own summary."""
+        task = self.cfg.task
+        return RunResult(
+            run_id=self.run_id,
+            status=status,
+            message=message,
+            created_at=self.started_at,
+            finished_at=now_iso(),
+            evalkit_version=evalkit.__version__,
+            task=task.name,
+            task_kind=task.kind,
+            model=self.opened.model,
+            backend=self.backend.info(),
+            hardware=self.hardware,
+            hardware_fingerprint=self.hardware.fingerprint,
+            memory=self.memory_record(),
+            config=self.cfg.model_dump(mode="json"),
+            wall_s=time.perf_counter() - self.t0,
+            **fields,
+        )
+
+
+def runner_module(kind: str):
+    return importlib.import_module(RUNNERS[kind])
+
+
+def execute(cfg: RunConfig, out_dir: Path) -> RunResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runner = runner_module(cfg.task.kind)
+    # Wide tables when piped to a file or a CI log; the terminal's width otherwise.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    memory = MemoryWatch()  # baseline before the model loads
+    started = now_iso()
+    overrides = runner.backend_overrides(cfg) if hasattr(runner, "backend_overrides") else {}
+    opened = open_backend(cfg, **overrides)
+    ctx = RunContext(
+        cfg=cfg,
+        out_dir=out_dir,
+        run_id=out_dir.name,
+        opened=opened,
+        hardware=hardware_info(),
+        memory=memory,
+        console=console,
+        started_at=started,
+    )
+    try:
+        result = runner.run(ctx)
+    finally:
+        opened.backend.close()
+    return result

@@ -1,0 +1,1 @@
+"""Runners: one module per task kind, registered in evalkit.run.RUNNERS."""

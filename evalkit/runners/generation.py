@@ -1,0 +1,257 @@
+"""Generation tasks (stress, constraints, a user's YAML): K seeded samples per prompt, checked.
+
+Each finished sample is appended to samples.jsonl at once, so an interrupted run loses nothing
+and re-running the same command completes only what is missing. A remote backend may run
+samples concurrently; a sample that still fails after the backend's retries is recorded as
+failed and the run goes on, unless failures come in a row (the server is gone), which stops it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from evalkit.backends.base import Generation, GenerationRequest, SampleFailed
+from evalkit.checks import run_check
+from evalkit.config import SamplingConfig
+from evalkit.metrics.generation import summarize
+from evalkit.records import CheckOutcome, RunResult, SampleRecord, SampleStore, now_iso, stable_hash
+from evalkit.report.tables import print_generation
+from evalkit.suite import Prompt, Suite, load_suite
+
+# Consecutive failed samples after which the backend is taken to be down.
+MAX_CONSECUTIVE_FAILURES = 4
+
+
+def sample_seed(base: int, prompt_id: str, index: int) -> int:
+    """A distinct, reproducible seed per (prompt, sample index)."""
+    digest = hashlib.sha256(f"{base}:{prompt_id}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass
+class Job:
+    prompt: Prompt
+    index: int
+    seed: int
+    key: str
+
+
+def run(ctx) -> RunResult:
+    cfg = ctx.cfg
+    task = cfg.task
+    suite = load_suite(task.file, task.sampling)
+    prompts = [p for p in suite.prompts if not task.prompts or p.id in task.prompts]
+    backend = ctx.backend
+    info = backend.info()
+    model = ctx.opened.model
+    identity = {
+        "model": model.sha256 or f"{info.type}:{model.name}",
+        "output_settings": info.output_settings,
+        "task_sha256": suite.sha256,
+        "sampling": suite.sampling.model_dump(),
+        "system_prompt": task.system_prompt,
+    }
+    jobs = []
+    for p in prompts:
+        for i in range(task.samples):
+            seed = sample_seed(suite.sampling.seed, p.id, i)
+            key = stable_hash({**identity, "prompt": p.id, "index": i, "seed": seed}, 24)
+            jobs.append(Job(p, i, seed, key))
+
+    store = SampleStore(ctx.out_dir / "samples.jsonl")
+    done = store.done_keys()
+    todo = [j for j in jobs if j.key not in done]
+    if store.dropped_lines:
+        ctx.console.print(f"[yellow]dropped {store.dropped_lines} broken line(s) from samples.jsonl[/]")
+    if len(todo) < len(jobs):
+        ctx.console.print(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} samples already done")
+
+    status, message = "complete", None
+    try:
+        stopped = _run_jobs(ctx, suite, todo, store, info.type, task.system_prompt)
+        if stopped:
+            status, message = "failed", stopped
+    except KeyboardInterrupt:
+        status, message = "interrupted", "interrupted; re-run the same command to resume"
+        _write(ctx, suite, jobs, store, status, message)
+        store.close()
+        raise
+    result = _write(ctx, suite, jobs, store, status, message)
+    store.close()
+    if cfg.print_table:
+        print_generation(result, ctx.console)
+    if status == "complete" and result.generation and result.generation.n_failed:
+        result.status = "failed"
+        result.message = f"{result.generation.n_failed} of {len(jobs)} samples failed"
+        result.write(ctx.out_dir)
+    return result
+
+
+def _write(ctx, suite: Suite, jobs: list[Job], store: SampleStore, status: str, message: str | None):
+    wanted = {j.key for j in jobs}
+    records = [r for r in store.latest() if r.key in wanted]
+    concurrency = getattr(ctx.backend, "concurrency", 1)
+    summary = summarize(records, len({j.prompt.id for j in jobs}), concurrency)
+    result = ctx.result(
+        status,
+        message,
+        generation=summary,
+        task_file=str(suite.path),
+        task_sha256=suite.sha256,
+    )
+    result.write(ctx.out_dir)
+    return result
+
+
+def _run_jobs(ctx, suite: Suite, todo: list[Job], store: SampleStore, backend_type: str, system_prompt):
+    """Run jobs (concurrently when the backend allows); returns a reason if it had to stop."""
+    backend = ctx.backend
+    workers = max(1, int(getattr(backend, "concurrency", 1)))
+    streak = 0
+    lock = threading.Lock()
+    stop_reason: str | None = None
+
+    def one(job: Job) -> SampleRecord:
+        request = GenerationRequest(
+            messages=job.prompt.messages(system_prompt), sampling=suite.sampling, seed=job.seed
+        )
+        try:
+            gen = backend.generate(request)
+            return _record(ctx, suite, job, gen, backend_type, None)
+        except SampleFailed as exc:
+            return _record(ctx, suite, job, None, backend_type, str(exc))
+
+    with _progress(ctx, len(todo)) as (progress, bar):
+        if workers == 1:
+            for job in todo:
+                rec = one(job)
+                store.append(rec)
+                progress.advance(bar)
+                streak = streak + 1 if rec.error else 0
+                if streak >= MAX_CONSECUTIVE_FAILURES:
+                    return f"stopped after {streak} failed samples in a row; last: {rec.error}"
+            return None
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = set()
+            queue = iter(todo)
+            for job in queue:
+                pending.add(pool.submit(one, job))
+                if len(pending) >= workers:
+                    break
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    rec = fut.result()
+                    store.append(rec)
+                    progress.advance(bar)
+                    with lock:
+                        streak = streak + 1 if rec.error else 0
+                        if streak >= max(MAX_CONSECUTIVE_FAILURES, 2 * workers) and stop_reason is None:
+                            stop_reason = f"stopped after {streak} failed samples in a row; last: {rec.error}"
+                if stop_reason is None:
+                    for job in queue:
+                        pending.add(pool.submit(one, job))
+                        if len(pending) >= workers:
+                            break
+    return stop_reason
+
+
+def _record(ctx, suite: Suite, job: Job, gen: Generation | None, backend_type: str, error: str | None) -> SampleRecord:
+    model = ctx.opened.model
+    sampling: SamplingConfig = suite.sampling
+    base = dict(
+        key=job.key,
+        run_id=ctx.run_id,
+        created_at=now_iso(),
+        task=ctx.cfg.task.name,
+        model=model.name,
+        variant=model.variant,
+        model_sha256=model.sha256,
+        backend=backend_type,
+        prompt_id=job.prompt.id,
+        category=job.prompt.category,
+        sample_index=job.index,
+        seed=job.seed,
+        sampling=sampling.model_dump(),
+        prompt=job.prompt.prompt,
+    )
+    if gen is None:
+        return SampleRecord(**base, output="", finish_reason="error", chars=0, error=error)
+    outcomes = []
+    for c in job.prompt.checks:
+        strict, loose = run_check(c.check, c.params, gen.text)
+        outcomes.append(
+            CheckOutcome(
+                check=c.name,
+                params=c.params.model_dump(),
+                passed=strict.passed,
+                value=strict.value,
+                reason=strict.reason,
+                passed_loose=loose,
+            )
+        )
+    chars = len(gen.text)
+    gen_tps = (
+        (gen.completion_tokens - 1) / gen.generation_s
+        if gen.generation_s and gen.completion_tokens > 1
+        else None
+    )
+    evaluated = gen.prompt_tokens - gen.cached_prompt_tokens
+    draft = gen.draft
+    return SampleRecord(
+        **base,
+        output=gen.text,
+        finish_reason=gen.finish_reason,
+        prompt_tokens=gen.prompt_tokens,
+        completion_tokens=gen.completion_tokens,
+        cached_prompt_tokens=gen.cached_prompt_tokens,
+        chars=chars,
+        ttft_s=gen.ttft_s,
+        prompt_eval_s=gen.prompt_eval_s,
+        generation_s=gen.generation_s,
+        total_s=gen.total_s,
+        prompt_tokens_per_s=(evaluated / gen.prompt_eval_s) if gen.prompt_eval_s else None,
+        gen_tokens_per_s=gen_tps,
+        chars_per_s=chars / gen.total_s if gen.total_s else None,
+        drafted_tokens=draft.drafted_tokens if draft else None,
+        accepted_tokens=draft.accepted_tokens if draft else None,
+        acceptance_rate=draft.acceptance_rate if draft else None,
+        server_model=gen.server_model,
+        server_timings=gen.server_timings,
+        checks=outcomes,
+        passed_strict=all(o.passed for o in outcomes) if outcomes else None,
+        passed_loose=all(o.passed_loose for o in outcomes) if outcomes else None,
+    )
+
+
+class _progress:
+    """A progress bar on stderr while generating (silent when disabled)."""
+
+    def __init__(self, ctx, total: int):
+        self.enabled = ctx.cfg.progress and total > 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not self.enabled,
+            transient=False,
+        )
+        self.total = total
+        self.label = f"{ctx.opened.model.name} [{ctx.opened.model.variant}] {ctx.cfg.task.name}"
+
+    def __enter__(self):
+        self.progress.start()
+        bar = self.progress.add_task(self.label, total=self.total)
+        return self.progress, bar
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+        return False
+
+

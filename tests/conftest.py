@@ -1,0 +1,66 @@
+"""Shared fixtures: the real embedded model, a CLI runner that works in a temp directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    from evalkit.models.embedded import embedded_path
+
+    return embedded_path("smollm2_135m")
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    cwd: Path
+
+    def run_dirs(self, task: str | None = None) -> list[Path]:
+        base = self.cwd / "outputs"
+        return sorted(p.parent for p in base.rglob("results.json") if task is None or task in p.parts)
+
+    def results(self, task: str | None = None) -> list[dict]:
+        return [json.loads((d / "results.json").read_text()) for d in self.run_dirs(task)]
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run `python -m evalkit ...` as a user would, from a temp working directory."""
+
+    def run(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> CliResult:
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        where = cwd or tmp_path
+        proc = subprocess.run(
+            [sys.executable, "-m", "evalkit", *args],
+            cwd=where,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr, where)
+
+    return run
+
+
+def assert_one_line_error(result: CliResult, *needles: str) -> None:
+    """A user error: non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
