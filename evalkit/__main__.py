@@ -60,6 +60,9 @@ def preflight(argv: list[str]) -> None:
     from evalkit.paths import CONF_DIR
 
     overrides, multirun, passthrough = _split_argv(argv)
+    printing = {"--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
+    if multirun and any(a in printing or a.split("=")[0] in printing for a in argv):
+        raise ConfigError("--cfg/--info print the config of one job: drop -m (--multirun) to print it")
     if passthrough:
         return
     parser = OverridesParser.create()
@@ -75,6 +78,10 @@ def preflight(argv: list[str]) -> None:
     axes: list[list[str]] = []
     for ov in parsed:
         key = ov.key_or_group
+        if key == "hydra/launcher" and not ov.is_sweep_override():
+            from evalkit.sweep import check_launcher
+
+            check_launcher(ov.get_value_element_as_str())
         if key.startswith("hydra"):
             continue
         if ov.is_sweep_override():
@@ -117,6 +124,10 @@ def _preflight_task(run_cfg, seen: set[str]) -> None:
     from evalkit.models import load_model_config
 
     task = run_cfg.task
+    if run_cfg.model.quant:  # an unknown ladder type fails before the first job of a sweep
+        from evalkit.models.ladder import normalize_quant
+
+        normalize_quant(run_cfg.model.quant)
     if task.kind == "generation" and task.file not in seen:
         from evalkit.suite import load_suite
 
@@ -131,6 +142,10 @@ def _preflight_task(run_cfg, seen: set[str]) -> None:
 
         if reference.lower() not in QUANT_TYPES:
             load_model_config(reference)
+    if task.kind == "lm_eval":
+        from evalkit.runners.lmeval import preflight as lm_eval_preflight
+
+        lm_eval_preflight(run_cfg)
 
 
 def register_resolvers() -> None:
@@ -152,11 +167,13 @@ def _job(cfg) -> int:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     code = 0
+    said = ""  # the one line printed for a failure (a launcher plugin sends it back too)
     try:
         run_cfg = validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         result = execute(run_cfg, out_dir)
         if result.status != "complete":
-            print(f"evalkit: {result.status}: {result.message} ({out_dir})", file=sys.stderr)
+            said = f"evalkit: {result.status}: {result.message} ({out_dir})"
+            print(said, file=sys.stderr)
             code = 1
     except KeyboardInterrupt:
         print(
@@ -167,18 +184,25 @@ def _job(cfg) -> int:
         _EXIT_CODES.append(130)
         raise
     except EvalkitError as exc:
-        print(f"evalkit: error: {exc}", file=sys.stderr)
+        said = f"evalkit: error: {exc}"
+        print(said, file=sys.stderr)
         code = exc.exit_code
     except Exception as exc:  # a bug: one line here, the traceback in the run directory
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "error.log").write_text(traceback.format_exc())
-        print(
+        said = (
             f"evalkit: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-            f"(traceback in {out_dir / 'error.log'})",
-            file=sys.stderr,
+            f"(traceback in {out_dir / 'error.log'})"
         )
+        print(said, file=sys.stderr)
         code = 1
     _EXIT_CODES.append(code)
+    from evalkit.sweep import JobFailed, launched_elsewhere
+
+    if code and launched_elsewhere():
+        # A launcher plugin (SLURM, Ray, submitit_local) ran this job in another process: the
+        # parent never sees _EXIT_CODES, so the failure travels back as an exception instead.
+        raise JobFailed(f"{said or 'evalkit: job failed'} [exit code {code}]")
     return code
 
 
@@ -205,6 +229,10 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     if not _EXIT_CODES and not set(argv) & _PASSTHROUGH_FLAGS:
+        from evalkit.sweep import uses_launcher_plugin
+
+        if uses_launcher_plugin(argv):
+            sys.exit(0)  # every job ran in the launcher's processes; a failed one raised JobFailed
         sys.exit(1)  # Hydra refused the command and has said why
     sys.exit(max(_EXIT_CODES, default=0))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evalkit.errors import ConfigError
 
@@ -121,6 +121,9 @@ class OpenAIBackendConfig(Strict):
     max_retries: int = Field(4, ge=0, le=20)
     backoff_s: float = Field(0.5, ge=0)
     stream: bool = True
+    # Send top_k, min_p and repeat_penalty (not OpenAI fields) in the request body; servers that
+    # ignore unknown fields are unaffected, ones that reject them need sampling_extras=false.
+    sampling_extras: bool = True
     extra_body: dict[str, Any] = Field(default_factory=dict)
     # Local tokenizer (a conf/model name) for tasks that need token ids; None: server-side only.
     tokenizer_model: str | None = None
@@ -138,6 +141,12 @@ class LlamaServerBackendConfig(OpenAIBackendConfig):
     n_threads: int | None = Field(None, ge=1)
     extra_args: list[str] = Field(default_factory=list)
     startup_timeout_s: float = Field(120.0, gt=0)
+
+    @field_validator("extra_args", mode="before")
+    @classmethod
+    def _args_are_strings(cls, v: Any) -> Any:
+        # Hydra reads `extra_args=[--spec-draft-n-max,4]` as a number 4: a flag value all the same.
+        return [str(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
 BackendConfig = Annotated[
@@ -169,10 +178,12 @@ class GenerationTaskConfig(TaskBase):
 
 
 class CorpusTaskBase(TaskBase):
+    """llama-perplexity's method: chunks of n_ctx tokens, the second half of each scored."""
+
     # "embedded" (Python's own pydoc topics text), "wikitext2" (needs network), or a file path.
     corpus: str = "embedded"
     n_ctx: int = Field(512, ge=16)
-    n_batch: int | None = Field(None, ge=1)  # None: one chunk per batch
+    n_batch: int | None = Field(None, ge=1)  # None: one chunk per batch (n_batch = n_ctx)
     chunks: int | None = Field(None, ge=1)  # None: the whole corpus
 
 
@@ -182,32 +193,85 @@ class PerplexityTaskConfig(CorpusTaskBase):
 
 class KldTaskConfig(CorpusTaskBase):
     kind: Literal["kld"] = "kld"
-    # A conf/model name, or a ladder type of the same model ("f16"); None: the model's default.
+    # "f16" (or any ladder type) of the same model config, or a conf/model name; None: f16.
     reference: str | None = None
-    top_k: int = Field(128, ge=1, le=4096)  # reference log-probs kept per scored token
+    # Reference log-probs kept per scored token, and tokens sampled from the rest of the
+    # distribution (they estimate the tail's share of the KLD; docs/kld.md has the measurement).
+    top_k: int = Field(64, ge=1, le=4096)
+    tail_samples: int = Field(64, ge=0, le=4096)
+    # Keep the reference's full float32 log-probs and compute exact KLD (validation; big files).
+    exact: bool = False
 
 
 class SpeedTaskConfig(TaskBase):
+    """llama-bench's tests: pp<N> (prompt), tg<N> (generation), pp<N>+tg<M>, each at every depth."""
+
     kind: Literal["speed"] = "speed"
-    pp: list[int] = Field(default_factory=lambda: [512])
-    tg: list[int] = Field(default_factory=lambda: [128])
+    pp: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [512])
+    tg: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128])
     pg: list[str] = Field(default_factory=list)  # "512,128" = pp512+tg128 in one test
-    depth: list[int] = Field(default_factory=lambda: [0])
+    # Tokens already in the KV cache before the timed part starts (llama-bench's -d).
+    depth: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0])
     repetitions: int = Field(5, ge=1)
     warmup: bool = True
+    seed: int = Field(0, ge=0)  # random token ids: no prompt cache can short-circuit the work
+
+    @model_validator(mode="after")
+    def _tests_are_valid(self) -> "SpeedTaskConfig":
+        for item in self.pg:
+            parts = str(item).split(",")
+            if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+                raise ValueError(f"task.pg entries look like \"512,128\" (pp,tg), got {item!r}")
+        if not (self.pp or self.tg or self.pg):
+            raise ValueError("task=speed needs at least one test in task.pp, task.tg or task.pg")
+        if not self.depth:
+            raise ValueError("task.depth needs at least one value (0: an empty KV cache)")
+        return self
 
 
 class LmEvalTaskConfig(TaskBase):
+    """lm-evaluation-harness tasks through evalkit's own `LM` (local) or lm-eval's API models."""
+
     kind: Literal["lm_eval"] = "lm_eval"
-    tasks: list[str]
-    include_path: str | None = None  # a folder of lm-eval YAML tasks; "tasks/lm_eval" built in
-    limit: int | float | None = None
-    num_fewshot: int | None = None
-    batch_size: int = Field(1, ge=1)
-    reference: str | None = None  # a run directory or model config to count flips against
-    use_cache: bool = True
+    tasks: list[str] = Field(min_length=1)  # task, group or tag names (tasks/lm_eval searched first)
+    include_path: str | None = None  # another folder of lm-eval YAML tasks
+    limit: int | float | None = Field(None, gt=0)  # documents per task (< 1: a fraction)
+    num_fewshot: int | None = Field(None, ge=0)
+    batch_size: int = Field(1, ge=1)  # requests per HTTP call (servers only)
+    # Flips against: a ladder type of the same model ("f16"), a conf/model name, or a run dir.
+    reference: str | None = None
+    use_cache: bool = True  # lm-eval's request cache, keyed by the model file's sha256
     apply_chat_template: bool = False
-    gen_max_tokens: int = Field(256, ge=1)
+    fewshot_as_multiturn: bool = False
+    system_instruction: str | None = None
+    # Generation: greedy by default, under each task file's own kwargs; a value set here
+    # overrides the task files (like lm-eval's --gen_kwargs). Null: keep the default.
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    gen_max_tokens: int = Field(256, ge=1)  # when a task sets no max_gen_toks
+    bootstrap_iters: int = Field(10000, ge=0)  # for metrics without a closed-form stderr
+    seed: int = Field(0, ge=0)  # lm-eval's random/numpy/few-shot seeds
+    # Servers: compare a few log-likelihoods with in-process scoring first; refuse, flag or skip.
+    remote_check: Literal["refuse", "flag", "off"] = "refuse"
+    remote_check_items: int = Field(3, ge=1, le=5)
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks_as_list(cls, v: Any) -> Any:
+        return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _sampling_is_valid(self) -> "LmEvalTaskConfig":
+        try:
+            self.sampling_config()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"sampling.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return self
+
+    def sampling_config(self) -> SamplingConfig:
+        """Greedy unless overridden; null entries keep SamplingConfig's defaults."""
+        given = {k: v for k, v in self.sampling.items() if v is not None}
+        return SamplingConfig.model_validate({"temperature": 0.0, **given})
 
 
 TaskConfig = Annotated[

@@ -50,20 +50,23 @@ class MemoryWatch:
 
 
 def gpu_memory_used_bytes() -> int | None:
-    """Memory this process holds on NVIDIA GPUs (NVML); None without a GPU or NVML."""
+    """Memory this process (and a server it started) holds on NVIDIA GPUs (NVML).
+
+    None without a GPU, without NVML, or when none of these processes holds GPU memory.
+    """
     try:
         import os
 
         import pynvml
 
         pynvml.nvmlInit()
-        pid = os.getpid()
+        pids = {os.getpid()} | {c.pid for c in psutil.Process().children(recursive=True)}
         total = 0
         found = False
         for i in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-                if proc.pid == pid and proc.usedGpuMemory is not None:
+                if proc.pid in pids and proc.usedGpuMemory is not None:
                     total += int(proc.usedGpuMemory)
                     found = True
         return total if found else None

@@ -96,6 +96,10 @@ class SampleRecord(BaseModel):
     acceptance_rate: float | None = None
     server_model: str | None = None
     server_timings: dict[str, Any] | None = None
+    # Remote backends: where the token counts come from ("usage": the server's count, "chunks":
+    # counted stream chunks, "timings": llama-server's timings) and how many attempts it took.
+    token_counts: str | None = None
+    attempts: int | None = None
     checks: list[CheckOutcome] = Field(default_factory=list)
     passed_strict: bool | None = None  # all checks passed (None: the prompt has no checks)
     passed_loose: bool | None = None
@@ -174,6 +178,227 @@ class GenerationSummary(BaseModel):
     concurrency: int = 1
 
 
+class ScoringTiming(BaseModel):
+    """Where the seconds of a corpus-scoring pass went (model load and tokenization excluded)."""
+
+    scoring_s: float  # decode + logits processing
+    decode_s: float  # llama.cpp (synchronized)
+    process_s: float  # evalkit's numpy work on the logits
+    tokens_per_s: float  # scored tokens / scoring_s
+    chunk_s_mean: float | None = None
+
+
+class PerplexitySummary(BaseModel):
+    """task=perplexity: llama-perplexity's method on one variant."""
+
+    ppl: float
+    ppl_se: float  # PPL * sigma(nll) / sqrt(N - 1), as llama-perplexity prints it
+    ppl_se_clustered: float | None = None  # positions clustered by chunk
+    nll_mean: float
+    nll_se: float
+    n_scored: int
+    n_chunks: int
+    corpus: str
+    corpus_description: str
+    corpus_sha256: str
+    corpus_tokens: int
+    n_ctx: int
+    add_bos: bool
+    timing: ScoringTiming
+
+
+class KldCacheInfo(BaseModel):
+    path: str
+    bytes: int
+    bytes_per_token: float
+    built: bool  # this run built it (False: reused)
+    build_s: float | None = None
+    rebuilt_because: str | None = None  # an existing file was rejected (corrupt, mismatched)
+
+
+class KldSummary(BaseModel):
+    """task=kld: a candidate against its reference on the same tokens (llama-perplexity's figures)."""
+
+    reference: str  # human label: model, variant and provenance
+    reference_model: str
+    reference_variant: str
+    reference_sha256: str
+    reference_provenance: str
+    ppl: float
+    ppl_se: float
+    ppl_ref: float
+    ppl_ref_se: float
+    ppl_ratio: float
+    ppl_ratio_se: float
+    ln_ppl_ratio_mean: float
+    ln_ppl_ratio_se: float
+    ln_ppl_ratio_se_clustered: float | None = None
+    kld_mean: float
+    kld_se: float
+    kld_se_clustered: float | None = None
+    kld_median: float
+    kld_p90: float
+    kld_p95: float
+    kld_p99: float
+    kld_p999: float
+    kld_max: float
+    same_top_pct: float
+    same_top_se_pct: float
+    same_top_se_clustered_pct: float | None = None
+    dp_mean: float  # q(t) - p(t) for the actual next token t
+    dp_se: float
+    dp_rms: float
+    dp_rms_se: float
+    dp_max_abs: float
+    n_scored: int
+    n_chunks: int
+    corpus: str
+    corpus_description: str
+    corpus_sha256: str
+    corpus_tokens: int
+    n_ctx: int
+    add_bos: bool
+    top_k: int  # reference log-probs kept per token (exact mode keeps them all besides)
+    tail_samples: int  # tokens sampled from the reference's tail per token (unbiased tail KLD)
+    exact: bool
+    cache: KldCacheInfo
+    timing: ScoringTiming
+
+
+class SpeedTest(BaseModel):
+    """One llama-bench test: tokens/s of every repetition, with mean and sample sd."""
+
+    name: str  # "pp512", "tg128", "pp512+tg128", with " @ d4096" when the KV cache was pre-filled
+    n_prompt: int
+    n_gen: int
+    depth: int
+    repetitions: int
+    tokens_per_s_mean: float
+    tokens_per_s_sd: float
+    samples_tokens_per_s: list[float]
+    samples_ns: list[int]  # wall clock of each timed repetition (llama-bench's samples_ns)
+    avg_ns: float
+    stdev_ns: float
+
+
+class SpeedSummary(BaseModel):
+    """task=speed: the tests plus every setting that changes the figures."""
+
+    tests: list[SpeedTest]
+    model_desc: str  # llama.cpp's own description, e.g. "llama ?B Q4_1"
+    model_size_bytes: int  # tensor bytes, as llama-bench reports "size"
+    model_n_params: int
+    backend: str  # ggml backends, e.g. "CPU" or "CUDA"
+    n_threads: int
+    n_threads_batch: int
+    n_batch: int
+    n_ubatch: int
+    n_ctx: int
+    n_gpu_layers: int
+    flash_attn: bool
+    type_k: str
+    type_v: str
+    use_mmap: bool
+    warmup: bool
+    seed: int
+    build: str  # llama-cpp-python version and ggml version/commit
+    cpu: str
+    gpu: str | None  # the GPU's name when layers are offloaded to one
+    system_info: str
+
+
+class SpeculativeSummary(BaseModel):
+    """Speculative decoding against the same variant, task and seeds without it.
+
+    Samples are paired by their resume key (which does not depend on speculative settings);
+    speedups are ratios of generation tokens/s (wall clock), speculative over plain.
+    """
+
+    method: str  # "prompt_lookup" | "draft" | a server's own ("server")
+    num_pred_tokens: int | None = None
+    draft_model: str | None = None
+    drafted_tokens: int | None = None
+    accepted_tokens: int | None = None
+    acceptance_rate: float | None = None
+    baseline_run: str | None = None  # run id (sibling directory) without speculation; None: none yet
+    n_pairs: int = 0
+    n_identical_outputs: int = 0  # pairs whose text is the same with and without speculation
+    gen_tokens_per_s: float | None = None  # aggregate over the paired samples
+    gen_tokens_per_s_baseline: float | None = None
+    speedup: float | None = None  # aggregate ratio: gen_tokens_per_s / gen_tokens_per_s_baseline
+    speedup_geomean: float | None = None  # geometric mean of per-sample ratios
+    speedup_ci_low: float | None = None  # 95% bootstrap interval of the geometric mean
+    speedup_ci_high: float | None = None
+    total_s_ratio: float | None = None  # baseline end-to-end seconds / speculative (paired)
+
+
+class LmEvalTaskScore(BaseModel):
+    """task=lm_eval: one lm-evaluation-harness task (or group) on one variant."""
+
+    metric: str  # the primary metric (the task's first), e.g. "acc" or "exact_match"
+    value: float | None
+    stderr: float | None
+    n: int | None  # documents scored
+    filter: str = "none"  # lm-eval's filter the metric was computed under
+    higher_is_better: bool | None = None
+    is_group: bool = False
+    n_shot: int | None = None
+    version: str | None = None
+    metrics: dict[str, float | None] = Field(default_factory=dict)  # every "metric,filter" value
+
+
+class FlipStats(BaseModel):
+    """Items answered correctly by one variant and not the other, on the items both answered."""
+
+    n_common: int  # items present in both runs (same task, doc id and document hash)
+    n_flips: int  # to_correct + to_incorrect
+    to_correct: int  # wrong in the reference, right here
+    to_incorrect: int  # right in the reference, wrong here
+    accuracy: float | None = None  # this run, on the common items
+    reference_accuracy: float | None = None
+    accuracy_delta: float | None = None  # accuracy - reference_accuracy
+    accuracy_delta_se: float | None = None  # paired standard error of the delta
+    n_changed_answers: int = 0  # items whose prediction differs, right or wrong
+    reference: str  # human label of the reference run
+
+
+class LmEvalItem(BaseModel):
+    """items.jsonl: one scored document, enough to count flips against another run."""
+
+    task: str
+    doc_id: int
+    doc_hash: str  # lm-eval's hash of the document: the same id on other data never matches
+    metric: str
+    score: float | None  # the primary metric's per-item value
+    correct: bool | None  # score == 1 for 0/1 metrics; None where the metric is not binary
+    prediction: str
+    target: str
+    logprobs: list[float] | None = None  # multiple choice: log-likelihood of each choice
+
+
+class LmEvalSummary(BaseModel):
+    """task=lm_eval: scores per task, flips against a reference run, the work it took."""
+
+    tasks: dict[str, LmEvalTaskScore]
+    flips: dict[str, FlipStats] | None = None
+    flips_total: FlipStats | None = None  # every task's common items together
+    reference: str | None = None  # what task.reference asked for
+    reference_run: str | None = None  # the run directory the flips were counted against
+    reference_note: str | None = None  # why there are no flips, when asked for and absent
+    items_file: str = "items.jsonl"
+    n_items: int = 0
+    lm_eval_version: str
+    model_type: str  # "evalkit-llama" (in-process) or the lm-eval model used for a server
+    limit: int | float | None = None
+    num_fewshot: int | None = None
+    apply_chat_template: bool = False
+    sampling: dict[str, Any] = Field(default_factory=dict)  # generation defaults under task kwargs
+    cache: str | None = None  # lm-eval's request cache (sqlite), keyed by the model's sha256
+    cached_requests: int | None = None  # requests answered from that cache in this run
+    stats: dict[str, Any] = Field(default_factory=dict)  # requests, tokens, seconds
+    remote_check: dict[str, Any] | None = None  # server log-likelihoods against in-process ones
+
+
 class RunResult(BaseModel):
     """results.json: one run of one task on one model variant with one backend."""
 
@@ -197,10 +422,11 @@ class RunResult(BaseModel):
     wall_s: float | None = None
     generation: GenerationSummary | None = None
     # Filled by the task kinds that produce them (perplexity/kld, speed, lm_eval):
-    perplexity: dict[str, Any] | None = None
-    kld: dict[str, Any] | None = None
-    speed: dict[str, Any] | None = None
-    lm_eval: dict[str, Any] | None = None
+    perplexity: PerplexitySummary | None = None
+    kld: KldSummary | None = None
+    speed: SpeedSummary | None = None
+    lm_eval: LmEvalSummary | None = None
+    speculative: SpeculativeSummary | None = None  # generation runs with speculation on
 
     def write(self, out_dir: Path) -> Path:
         path = out_dir / "results.json"

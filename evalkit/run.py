@@ -22,6 +22,10 @@ from evalkit.records import MemoryRecord, RunResult, now_iso
 # `backend_overrides(cfg) -> dict` (e.g. a perplexity task sets the context size).
 RUNNERS: dict[str, str] = {
     "generation": "evalkit.runners.generation",
+    "perplexity": "evalkit.runners.perplexity",
+    "kld": "evalkit.runners.kld",
+    "speed": "evalkit.runners.speed",
+    "lm_eval": "evalkit.runners.lmeval",
 }
 
 
@@ -106,4 +110,8 @@ def execute(cfg: RunConfig, out_dir: Path) -> RunResult:
         result = runner.run(ctx)
     finally:
         opened.backend.close()
+    if result.generation is not None:  # pair speculative and plain runs of the same sweep
+        from evalkit.speculative import attach
+
+        result = attach(out_dir, result, console if cfg.print_table else None)
     return result

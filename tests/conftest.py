@@ -64,3 +64,19 @@ def assert_one_line_error(result: CliResult, *needles: str) -> None:
     assert "Traceback" not in result.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def openai_server_handle(smollm2_path, tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server with the embedded model, one per session."""
+    from servers import start_llama_cpp_server
+
+    handle = start_llama_cpp_server(smollm2_path, tmp_path_factory.mktemp("openai_server"))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def openai_server(openai_server_handle) -> str:
+    """Base URL (http://127.0.0.1:<port>/v1) of the session's real OpenAI-compatible server."""
+    return openai_server_handle.base_url

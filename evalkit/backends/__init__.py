@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 REGISTRY: dict[str, str] = {
     "llama_cpp": "evalkit.backends.llama_cpp",
+    "openai": "evalkit.backends.openai",
+    "llama_server": "evalkit.backends.llama_server",
 }
 
 

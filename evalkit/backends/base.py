@@ -40,7 +40,7 @@ class Generation(BaseModel):
 
     text: str
     finish_reason: str  # "stop" | "length" | "error"
-    prompt_tokens: int
+    prompt_tokens: int | None  # None: a server that reports no count while streaming
     completion_tokens: int
     cached_prompt_tokens: int = 0  # prompt tokens reused from a cache (not re-evaluated)
     ttft_s: float | None  # request start -> first generated token

@@ -17,7 +17,7 @@ import numpy as np
 
 from evalkit.backends import llama_log
 from evalkit.backends.base import BackendInfo, DraftStats, Generation, GenerationRequest
-from evalkit.config import LlamaCppBackendConfig
+from evalkit.config import LlamaCppBackendConfig, SamplingConfig
 from evalkit.errors import BackendError, ModelError
 from evalkit.hardware import cpu_name, physical_cores
 
@@ -184,11 +184,14 @@ class LlamaCppBackend:
         llama_cpp.llama_memory_clear(mem, True)
         self.llama.n_tokens = 0
 
-    def decode(self, tokens: list[int], n_past: int, logits: str = "last") -> None:
+    def decode(
+        self, tokens: list[int], n_past: int, logits: str = "last", outputs_from: int = 0
+    ) -> None:
         """Decode `tokens` at positions n_past.. in n_batch pieces.
 
         logits: "last" (only the final token), "all" (every token of the final piece; callers keep
-        len(tokens) <= n_batch), or "none".
+        len(tokens) <= n_batch), or "none". With "all", `outputs_from` skips the rows of tokens
+        before that index (perplexity scores only a chunk's second half: no logits for the first).
         """
         llm = self.llama
         for start in range(0, len(tokens), self.n_batch):
@@ -198,6 +201,9 @@ class LlamaCppBackend:
             llm._batch.set_batch(batch=piece, n_past=n_past + start, logits_all=all_rows)
             if logits == "none" or not last_piece:
                 llm._batch.batch.logits[len(piece) - 1] = False
+            elif all_rows and outputs_from > start:
+                for i in range(min(outputs_from - start, len(piece) - 1)):
+                    llm._batch.batch.logits[i] = False
             llm._ctx.decode(llm._batch)
 
     def synchronize(self) -> None:
@@ -216,12 +222,18 @@ class LlamaCppBackend:
     def generate(self, request: GenerationRequest) -> Generation:
         t0 = time.perf_counter()
         prompt = self.prompt_tokens(request.messages)
+        return self.generate_tokens(prompt, request.sampling, request.seed, t0=t0)
+
+    def generate_tokens(
+        self, prompt: list[int], s: SamplingConfig, seed: int, *, t0: float | None = None
+    ) -> Generation:
+        """Generate from already-built prompt tokens (lm-eval hands over finished prompt text)."""
+        t0 = time.perf_counter() if t0 is None else t0
         if len(prompt) >= self.n_ctx:
             raise BackendError(
                 f"prompt has {len(prompt)} tokens but backend.n_ctx is {self.n_ctx}; raise n_ctx"
             )
-        s = request.sampling
-        self.llama.set_seed(request.seed)
+        self.llama.set_seed(seed)
         sampler = self.llama._init_sampler(
             top_k=s.top_k,
             top_p=s.top_p,
@@ -234,6 +246,9 @@ class LlamaCppBackend:
             limit = min(limit, s.max_tokens)
 
         self.clear()  # no prompt-cache reuse between samples: prompt t/s stays honest
+        # Prompt processing is timed from here (templating, tokenizing and sampler set-up are
+        # not prompt work; they still count in ttft_s and total_s), as llama.cpp's t_p_eval is.
+        t_decode = time.perf_counter()
         self.decode(prompt, 0, logits="last")
         self.synchronize()
         t_prompt = time.perf_counter()
@@ -268,7 +283,7 @@ class LlamaCppBackend:
             completion_tokens=stream.n_generated,
             cached_prompt_tokens=0,
             ttft_s=(t_first - t0) if t_first is not None else None,
-            prompt_eval_s=t_prompt - t0,
+            prompt_eval_s=t_prompt - t_decode,
             generation_s=gen_s,
             total_s=t_end - t0,
             draft=stream.draft_stats if self.drafter is not None else None,

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from evalkit.checks import counts, markup, phrases
+from evalkit.checks import counts, ifeval, markup, phrases
 from evalkit.checks.base import Check, CheckResult, Params
 from evalkit.errors import TaskError
 
@@ -20,6 +20,7 @@ REGISTRY: dict[str, Check] = {
     "forbidden_markup": markup.FORBIDDEN_MARKUP,
     "forbidden_phrases": phrases.FORBIDDEN_PHRASES,
     "required_keywords": phrases.REQUIRED_KEYWORDS,
+    "ifeval": ifeval.IFEVAL,  # lm-eval's IFEval checkers: {id: "...", kwargs: {...}}
 }
 
 

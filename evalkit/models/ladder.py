@@ -72,6 +72,8 @@ def build_variant(base: Path, base_sha256: str, quant: str) -> Path:
 def _quantize(src: Path, dst: Path, quant: str) -> None:
     import llama_cpp
 
+    from evalkit.backends import llama_log  # noqa: F401  (its per-tensor log goes to the buffer)
+
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
     params.allow_requantize = True

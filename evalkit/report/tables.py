@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evalkit.records import RunResult, Stat
@@ -30,7 +31,8 @@ def header(result: RunResult) -> str:
     m = result.model
     return (
         f"{m.name} [{m.variant}] · {result.task} · {result.backend.type} on {result.backend.device} · "
-        f"{mib(m.size_bytes)}, {m.bits_per_weight or 0:.2f} bpw · peak RSS {mib(result.memory.peak_rss_bytes)}"
+        f"{mib(m.size_bytes)}, {'-' if m.bits_per_weight is None else f'{m.bits_per_weight:.2f}'} bpw · "
+        f"peak RSS {mib(result.memory.peak_rss_bytes)}"
     )
 
 
@@ -38,7 +40,7 @@ def print_generation(result: RunResult, console: Console) -> None:
     g = result.generation
     if g is None:
         return
-    table = Table(title=header(result), title_justify="left")
+    table = Table(title=escape(header(result)), title_justify="left")  # "[remote]" is no markup
     for col in ("prompt", "category", "n", "strict", "loose", "chars", "gen tok/s", "chars/s", "seconds"):
         table.add_column(col, justify="left" if col in ("prompt", "category") else "right")
     for pid, p in g.per_prompt.items():

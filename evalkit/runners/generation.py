@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from evalkit.backends.base import Generation, GenerationRequest, SampleFailed
@@ -126,6 +128,13 @@ def _run_jobs(ctx, suite: Suite, todo: list[Job], store: SampleStore, backend_ty
         except SampleFailed as exc:
             return _record(ctx, suite, job, None, backend_type, str(exc))
 
+    def one_and_store(job: Job) -> SampleRecord:
+        # Workers write their own records: a finished sample is on disk even when Ctrl-C lands
+        # before the main thread has looked at it.
+        rec = one(job)
+        store.append(rec)
+        return rec
+
     with _progress(ctx, len(todo)) as (progress, bar):
         if workers == 1:
             for job in todo:
@@ -136,18 +145,17 @@ def _run_jobs(ctx, suite: Suite, todo: list[Job], store: SampleStore, backend_ty
                 if streak >= MAX_CONSECUTIVE_FAILURES:
                     return f"stopped after {streak} failed samples in a row; last: {rec.error}"
             return None
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with _pool(backend, workers) as pool:
             pending = set()
             queue = iter(todo)
             for job in queue:
-                pending.add(pool.submit(one, job))
+                pending.add(pool.submit(one_and_store, job))
                 if len(pending) >= workers:
                     break
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     rec = fut.result()
-                    store.append(rec)
                     progress.advance(bar)
                     with lock:
                         streak = streak + 1 if rec.error else 0
@@ -155,7 +163,7 @@ def _run_jobs(ctx, suite: Suite, todo: list[Job], store: SampleStore, backend_ty
                             stop_reason = f"stopped after {streak} failed samples in a row; last: {rec.error}"
                 if stop_reason is None:
                     for job in queue:
-                        pending.add(pool.submit(one, job))
+                        pending.add(pool.submit(one_and_store, job))
                         if len(pending) >= workers:
                             break
     return stop_reason
@@ -201,7 +209,7 @@ def _record(ctx, suite: Suite, job: Job, gen: Generation | None, backend_type: s
         if gen.generation_s and gen.completion_tokens > 1
         else None
     )
-    evaluated = gen.prompt_tokens - gen.cached_prompt_tokens
+    evaluated = gen.prompt_tokens - gen.cached_prompt_tokens if gen.prompt_tokens is not None else None
     draft = gen.draft
     return SampleRecord(
         **base,
@@ -215,7 +223,7 @@ def _record(ctx, suite: Suite, job: Job, gen: Generation | None, backend_type: s
         prompt_eval_s=gen.prompt_eval_s,
         generation_s=gen.generation_s,
         total_s=gen.total_s,
-        prompt_tokens_per_s=(evaluated / gen.prompt_eval_s) if gen.prompt_eval_s else None,
+        prompt_tokens_per_s=(evaluated / gen.prompt_eval_s) if gen.prompt_eval_s and evaluated is not None else None,
         gen_tokens_per_s=gen_tps,
         chars_per_s=chars / gen.total_s if gen.total_s else None,
         drafted_tokens=draft.drafted_tokens if draft else None,
@@ -223,10 +231,30 @@ def _record(ctx, suite: Suite, job: Job, gen: Generation | None, backend_type: s
         acceptance_rate=draft.acceptance_rate if draft else None,
         server_model=gen.server_model,
         server_timings=gen.server_timings,
+        token_counts=gen.extra.get("token_counts"),
+        attempts=gen.extra.get("attempts"),
         checks=outcomes,
         passed_strict=all(o.passed for o in outcomes) if outcomes else None,
         passed_loose=all(o.passed_loose for o in outcomes) if outcomes else None,
     )
+
+
+@contextmanager
+def _pool(backend, workers: int):
+    """A thread pool that, on Ctrl-C/SIGTERM, first tells the backend to drop in-flight requests.
+
+    Without it, leaving the pool would wait for every running request to finish generating.
+    """
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        yield pool
+    except BaseException:
+        cancel = getattr(backend, "cancel", None)
+        if cancel is not None:
+            cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 class _progress:
@@ -243,7 +271,7 @@ class _progress:
             transient=False,
         )
         self.total = total
-        self.label = f"{ctx.opened.model.name} [{ctx.opened.model.variant}] {ctx.cfg.task.name}"
+        self.label = escape(f"{ctx.opened.model.name} [{ctx.opened.model.variant}] {ctx.cfg.task.name}")
 
     def __enter__(self):
         self.progress.start()

@@ -1,0 +1,117 @@
+"""Flips: items one variant gets right and the other wrong, per task (pure functions of records).
+
+Accuracy deltas hide churn: a quant can lose ten items and gain eight and look 2 points worse.
+Flips count both directions on the items both runs scored (same task, doc id and document
+hash), with the paired standard error of the accuracy delta. The leaderboard imports these.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from evalkit.records import FlipStats, LmEvalItem
+
+ITEMS_FILE = "items.jsonl"
+
+Key = tuple[str, int, str]
+
+
+def read_items(path: Path) -> list[LmEvalItem]:
+    """items.jsonl of a run directory (or the file itself); broken lines are skipped."""
+    path = path / ITEMS_FILE if path.is_dir() else path
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    out.append(LmEvalItem.model_validate_json(line))
+                except ValueError:
+                    continue
+    return out
+
+
+def write_items(path: Path, items: Iterable[LmEvalItem]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for item in items:
+            fh.write(item.model_dump_json() + "\n")
+    tmp.replace(path)
+
+
+def _index(items: Iterable[LmEvalItem | Mapping]) -> dict[Key, LmEvalItem]:
+    out = {}
+    for it in items:
+        item = it if isinstance(it, LmEvalItem) else LmEvalItem.model_validate(it)
+        if item.correct is not None:
+            out[(item.task, item.doc_id, item.doc_hash)] = item
+    return out
+
+
+def flip_stats(pairs: list[tuple[LmEvalItem, LmEvalItem]], reference: str) -> FlipStats:
+    """Flip counts and the paired accuracy delta for (item, reference item) pairs."""
+    n = len(pairs)
+    to_correct = sum(1 for a, r in pairs if a.correct and not r.correct)
+    to_incorrect = sum(1 for a, r in pairs if r.correct and not a.correct)
+    changed = sum(1 for a, r in pairs if a.prediction != r.prediction)
+    if n == 0:
+        return FlipStats(
+            n_common=0, n_flips=0, to_correct=0, to_incorrect=0, n_changed_answers=0, reference=reference
+        )
+    acc = sum(1 for a, _ in pairs if a.correct) / n
+    ref_acc = sum(1 for _, r in pairs if r.correct) / n
+    diffs = [int(bool(a.correct)) - int(bool(r.correct)) for a, r in pairs]
+    mean = sum(diffs) / n
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else None
+    return FlipStats(
+        n_common=n,
+        n_flips=to_correct + to_incorrect,
+        to_correct=to_correct,
+        to_incorrect=to_incorrect,
+        accuracy=acc,
+        reference_accuracy=ref_acc,
+        accuracy_delta=acc - ref_acc,
+        accuracy_delta_se=se,
+        n_changed_answers=changed,
+        reference=reference,
+    )
+
+
+def compute_flips(
+    items: Iterable[LmEvalItem | Mapping],
+    reference_items: Iterable[LmEvalItem | Mapping],
+    reference: str,
+) -> tuple[dict[str, FlipStats], FlipStats]:
+    """Per-task flips of `items` against `reference_items`, and all tasks together.
+
+    Only items with a 0/1 verdict on both sides count; tasks with no common item are left out.
+    """
+    mine, theirs = _index(items), _index(reference_items)
+    by_task: dict[str, list[tuple[LmEvalItem, LmEvalItem]]] = defaultdict(list)
+    for key, item in mine.items():
+        ref = theirs.get(key)
+        if ref is not None:
+            by_task[key[0]].append((item, ref))
+    per_task = {task: flip_stats(pairs, reference) for task, pairs in sorted(by_task.items())}
+    every = [p for pairs in by_task.values() for p in pairs]
+    return per_task, flip_stats(every, reference)
+
+
+def flips_between_runs(run_dir: Path, reference_dir: Path, reference: str | None = None):
+    """compute_flips for two run directories (each with items.jsonl)."""
+    label = reference or _run_label(reference_dir)
+    return compute_flips(read_items(run_dir), read_items(reference_dir), label)
+
+
+def _run_label(run_dir: Path) -> str:
+    results = run_dir / "results.json"
+    if results.is_file():
+        try:
+            model = json.loads(results.read_text()).get("model", {})
+            return f"{model.get('name')} [{model.get('variant')}]"
+        except ValueError:
+            pass
+    return str(run_dir)

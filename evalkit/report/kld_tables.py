@@ -1,0 +1,106 @@
+"""Tables printed after task=perplexity and task=kld runs.
+
+After a kld run the table also lists the runs beside it (same task directory) that share its
+reference, corpus and settings, so the last job of a ladder sweep prints the whole ladder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from evalkit.records import RunResult
+from evalkit.report.tables import header
+
+
+def print_perplexity(result: RunResult, console: Console) -> None:
+    p = result.perplexity
+    if p is None:
+        return
+    table = Table(title=escape(header(result)), title_justify="left")
+    for col in ("corpus", "n_ctx", "chunks", "scored", "PPL", "± (clustered)", "tok/s"):
+        table.add_column(col, justify="left" if col == "corpus" else "right")
+    table.add_row(
+        p.corpus,
+        str(p.n_ctx),
+        str(p.n_chunks),
+        str(p.n_scored),
+        f"{p.ppl:.4f} ± {p.ppl_se:.4f}",
+        f"{p.ppl_se_clustered:.4f}" if p.ppl_se_clustered is not None else "-",
+        f"{p.timing.tokens_per_s:.0f}",
+    )
+    console.print(table)
+    console.print(f"corpus: {p.corpus_description}, sha256 {p.corpus_sha256[:16]}…, {p.corpus_tokens} tokens")
+
+
+def _same_setting(a: dict, b: dict) -> bool:
+    keys = ("reference_sha256", "corpus_sha256", "n_ctx", "n_chunks", "top_k", "exact")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def ladder_rows(out_dir: Path, kld: dict) -> list[dict]:
+    """results.json of kld runs next to out_dir with the same reference and settings."""
+    rows = []
+    task_dir = out_dir.parent.parent
+    for path in sorted(task_dir.glob("*/*/results.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        other = data.get("kld")
+        if data.get("status") == "complete" and other and _same_setting(kld, other):
+            rows.append(data)
+    return rows
+
+
+def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) -> None:
+    k = result.kld
+    if k is None:
+        return
+    this = json.loads(result.model_dump_json())
+    rows = ladder_rows(out_dir, this["kld"]) if out_dir is not None else []
+    if not any(r["run_id"] == result.run_id for r in rows):
+        rows.append(this)
+    rows.sort(key=lambda r: r["kld"]["kld_mean"])
+    title = escape(
+        f"KL divergence vs {k.reference_model} [{k.reference_variant}] · corpus {k.corpus} "
+        f"({k.n_chunks} chunks × {k.n_ctx}, {k.n_scored} tokens scored)"
+    )
+    table = Table(title=title, title_justify="left")
+    cols = ("variant", "MiB", "bpw", "PPL", "ln(PPL/ref)", "KLD mean", "± SE", "± cl.",
+            "median", "p99", "max", "same top %", "Δp RMS", "tok/s")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for r in rows:
+        m, s = r["model"], r["kld"]
+        mark = " ←" if r["run_id"] == result.run_id else ""
+        cl = s.get("kld_se_clustered")
+        size = m.get("size_bytes")
+        table.add_row(
+            escape(f"{m['variant']}{mark}"),
+            f"{size / 2**20:.0f}" if size else "-",
+            f"{m.get('bits_per_weight') or 0:.2f}",
+            f"{s['ppl']:.3f}",
+            f"{s['ln_ppl_ratio_mean']:+.5f}",
+            f"{s['kld_mean']:.6f}",
+            f"{s['kld_se']:.6f}",
+            f"{cl:.6f}" if cl is not None else "-",
+            f"{s['kld_median']:.6f}",
+            f"{s['kld_p99']:.4f}",
+            f"{s['kld_max']:.3f}",
+            f"{s['same_top_pct']:.2f} ± {s['same_top_se_pct']:.2f}",
+            f"{100 * s['dp_rms']:.3f}%",
+            f"{s['timing']['tokens_per_s']:.0f}",
+        )
+    console.print(table)
+    mode = "exact full-vocabulary reference" if k.exact else f"top-{k.top_k} reference cache"
+    console.print(escape(f"reference: {k.reference}"))
+    console.print(
+        f"reference PPL {k.ppl_ref:.4f} ± {k.ppl_ref_se:.4f}; {mode}, {k.cache.bytes_per_token:.0f} B/token"
+        f" ({'built' if k.cache.built else 'reused'}); corpus sha256 {k.corpus_sha256[:16]}…;"
+        " ± cl.: SE clustered by chunk"
+    )

@@ -1,0 +1,301 @@
+"""task=kld: a candidate variant against a reference variant on the same tokens.
+
+One model is loaded at a time. When the reference cache for (reference file, corpus, n_ctx,
+chunks, K, M, KV-cache types, flash attention) is missing, the candidate that run.py opened is closed, the reference is loaded and
+its pass written to the cache, then the candidate is loaded again and scored against the cache.
+The tokens come from the cache (tokenized once, by the reference), so every candidate of a
+ladder is scored on exactly the same token ids; a candidate with another vocabulary is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rich.markup import escape
+
+from evalkit.config import ModelConfig, RunConfig
+from evalkit.corpus import Corpus, load_corpus
+from evalkit.errors import TaskError
+from evalkit.metrics.kld import ReferenceRows, candidate_rows, kld_stats, reference_rows
+from evalkit.records import KldCacheInfo, KldSummary, RunResult
+from evalkit.refcache import (
+    CacheHeader,
+    CacheKey,
+    CacheWriter,
+    RefCache,
+    cache_path,
+    open_cache,
+    remove_stale_tmp,
+)
+from evalkit.scoring import (
+    ChunkPlan,
+    ChunkProgress,
+    Timer,
+    backend_overrides,
+    chunk_tokens,
+    plan_chunks,
+    row_pool,
+    score_chunk,
+    timing_summary,
+    tokenize_corpus,
+)
+
+# Exact mode keeps n_vocab float32 per scored token: for validation runs only.
+EXACT_LIMIT_BYTES = 4 * 2**30
+
+
+def reference_config(model: ModelConfig, reference: str | None) -> ModelConfig:
+    """task.reference: None -> the f16 variant of the same model config; a quant type -> that
+    variant of the same config; anything else -> a conf/model name."""
+    from evalkit.models import load_model_config
+    from evalkit.models.ladder import QUANT_TYPES
+
+    if reference is None or reference.strip().lower() in QUANT_TYPES:
+        quant = (reference or "f16").strip().lower()
+        return model.model_copy(update={"quant": quant})
+    return load_model_config(reference.strip())
+
+
+def run(ctx) -> RunResult:
+    from evalkit.models import resolve_model
+
+    cfg: RunConfig = ctx.cfg
+    task = cfg.task
+    cand = ctx.opened.resolved
+    if cand is None:
+        raise TaskError("task=kld needs a local GGUF model (backend=llama_cpp)")
+    ref = resolve_model(reference_config(cfg.model, task.reference))
+    _check_vocab(cand, ref)
+    corpus = load_corpus(task.corpus)
+    label = f"{ref.name} [{ref.variant}]: {ref.provenance}"
+    key = CacheKey(
+        reference_sha256=ref.sha256,
+        corpus_sha256=corpus.sha256,
+        n_ctx=task.n_ctx,
+        chunks=task.chunks,
+        top_k=task.top_k,
+        tail_samples=task.tail_samples,
+        exact=task.exact,
+        type_k=cfg.backend.type_k,
+        type_v=cfg.backend.type_v,
+        flash_attn=cfg.backend.flash_attn,
+    )
+    path = cache_path(key)
+    remove_stale_tmp(path.parent)
+    cache, why = open_cache(path, key)
+    built, build_s = False, None
+    if why:
+        ctx.console.print(f"[yellow]reference cache {path.name} rejected: {escape(why)}; rebuilding it[/]")
+    if cache is None:
+        cache = _build_reference(ctx, ref, cand, corpus, key, path, label)
+        built, build_s = True, cache.header.build_s
+    try:
+        return _score(ctx, cache, ref, corpus, label, built, build_s, why)
+    finally:
+        cache.close()
+
+
+def _check_vocab(cand, ref) -> None:
+    a, b = cand.gguf, ref.gguf
+    if a.n_vocab != b.n_vocab or (a.vocab_sha256 and b.vocab_sha256 and a.vocab_sha256 != b.vocab_sha256):
+        raise TaskError(
+            f"{cand.name} [{cand.variant}] and its reference {ref.name} [{ref.variant}] have different "
+            f"vocabularies ({a.n_vocab} vs {b.n_vocab} tokens, tokenizer sha256 "
+            f"{(a.vocab_sha256 or '?')[:12]} vs {(b.vocab_sha256 or '?')[:12]}): KL divergence needs "
+            "the same tokenizer"
+        )
+
+
+# ---------------------------------------------------------------------------- reference pass
+
+
+def _build_reference(ctx, ref, cand, corpus: Corpus, key: CacheKey, path: Path, label: str) -> RefCache:
+    """Run the reference over the corpus and write its compact distributions to the cache."""
+    from evalkit.backends import open_backend
+    from evalkit.backends.llama_cpp import LlamaCppBackend
+
+    overrides = backend_overrides(ctx.cfg)
+    same_file = ref.sha256 == cand.sha256
+    if same_file:
+        backend = ctx.backend
+    else:
+        ctx.backend.close()  # one model in memory at a time
+        bcfg = ctx.cfg.backend.model_copy(update={"speculative": "none"})
+        backend = LlamaCppBackend(bcfg, str(ref.path), **overrides)
+    try:
+        cache = _reference_pass(ctx, backend, corpus, key, path, label)
+    finally:
+        if not same_file:
+            backend.close()
+            ctx.opened.backend = open_backend(ctx.cfg, **overrides).backend
+    return cache
+
+
+def _reference_pass(ctx, backend, corpus: Corpus, key: CacheKey, path: Path, label: str) -> RefCache:
+    t0 = time.perf_counter()
+    tokens = tokenize_corpus(backend, corpus.text)
+    plan = plan_chunks(len(tokens), key.n_ctx, key.chunks, backend.add_bos, backend.bos_token, corpus.name)
+    n_vocab = backend.n_vocab
+    if key.exact and plan.n_scored * n_vocab * 4 > EXACT_LIMIT_BYTES:
+        raise TaskError(
+            f"task.exact=true would store {plan.n_scored * n_vocab * 4 / 2**30:.1f} GiB of reference "
+            f"log-probs; it is for validation: lower task.chunks or task.n_ctx"
+        )
+    k = min(key.top_k, n_vocab)
+    header = CacheHeader(
+        key=key,
+        reference=label,
+        n_vocab=n_vocab,
+        n_chunks=plan.n_chunks,
+        first=plan.first,
+        n_rows=plan.n_rows,
+        top_k=k,
+        tail_samples=key.tail_samples if k < n_vocab else 0,
+        id_dtype="uint16" if n_vocab <= 65536 else "int32",
+        add_bos=plan.add_bos,
+        corpus_tokens=plan.corpus_tokens,
+        created_at="",
+    )
+    writer = CacheWriter(path, header)
+    timer = Timer()
+    pool = row_pool(backend)
+    try:
+        with ChunkProgress(ctx.console, ctx.cfg.progress, "reference pass", plan.n_chunks) as bar:
+            for i in range(plan.n_chunks):
+                chunk = chunk_tokens(tokens, i, plan)
+                parts: dict[int, ReferenceRows] = {}
+
+                def on_rows(r0: int, block: np.ndarray, nxt: np.ndarray, i: int = i, parts=parts) -> None:
+                    u = np.random.default_rng((i, r0)).random(len(nxt))  # reproducible tail draws
+                    parts[r0] = reference_rows(block, nxt, k, header.tail_samples, u=u, full=key.exact)
+
+                score_chunk(backend, chunk, plan, on_rows, timer, pool=pool)
+                writer.add(chunk, _concat([parts[r] for r in sorted(parts)]))
+                bar.advance()
+        return writer.finish(time.perf_counter() - t0)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _concat(parts: list) -> ReferenceRows:
+    full = [p.full_lp for p in parts]
+    return ReferenceRows(
+        top_ids=np.concatenate([p.top_ids for p in parts]),
+        top_lp=np.concatenate([p.top_lp for p in parts]),
+        log_rest=np.concatenate([p.log_rest for p in parts]),
+        lp_next=np.concatenate([p.lp_next for p in parts]),
+        tail_ids=np.concatenate([p.tail_ids for p in parts]),
+        tail_lp=np.concatenate([p.tail_lp for p in parts]),
+        full_lp=np.concatenate(full) if full and full[0] is not None else None,
+    )
+
+
+# ---------------------------------------------------------------------------- candidate pass
+
+
+def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, build_s, why) -> RunResult:
+    task = ctx.cfg.task
+    backend = ctx.backend
+    h = cache.header
+    if backend.n_vocab != h.n_vocab:
+        raise TaskError(
+            f"the candidate's vocabulary has {backend.n_vocab} tokens, the reference's {h.n_vocab}"
+        )
+    plan = ChunkPlan(n_ctx=h.key.n_ctx, n_chunks=h.n_chunks, add_bos=h.add_bos, bos=0,
+                     corpus_tokens=h.corpus_tokens)
+    n = plan.n_scored
+    kld = np.empty(n, dtype=np.float64)
+    lq = np.empty(n, dtype=np.float64)
+    lp = np.empty(n, dtype=np.float64)
+    same = np.empty(n, dtype=bool)
+    chunk_of = np.repeat(np.arange(plan.n_chunks), plan.n_rows)
+    timer = Timer()
+    pool = row_pool(backend)
+    try:
+        with ChunkProgress(ctx.console, ctx.cfg.progress, f"kld {ctx.opened.model.variant}", plan.n_chunks) as bar:
+            for i in range(plan.n_chunks):
+                rec = cache.chunk(i)
+                r = rec.rows
+                base = i * plan.n_rows
+
+                def on_rows(r0: int, block: np.ndarray, nxt: np.ndarray, base: int = base, r=r) -> None:
+                    s = slice(r0, r0 + len(nxt))
+                    sub = ReferenceRows(
+                        top_ids=r.top_ids[s],
+                        top_lp=r.top_lp[s],
+                        log_rest=r.log_rest[s],
+                        lp_next=r.lp_next[s],
+                        tail_ids=r.tail_ids[s],
+                        tail_lp=r.tail_lp[s],
+                        full_lp=r.full_lp[s] if r.full_lp is not None else None,
+                    )
+                    out = candidate_rows(block, nxt, sub, exact=task.exact)
+                    g = slice(base + r0, base + r0 + len(nxt))
+                    kld[g] = out.kld
+                    lq[g] = out.lp_next
+                    lp[g] = r.lp_next[s]
+                    same[g] = out.argmax == r.top_ids[s, 0]
+
+                # The cache holds the tokens exactly as the reference decoded them (BOS included).
+                score_chunk(backend, np.asarray(rec.tokens), plan, on_rows, timer, pool=pool)
+                bar.advance()
+    except KeyboardInterrupt:
+        ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    dp = np.exp(lq) - np.exp(lp)
+    stats = kld_stats(-lq, -lp, kld, same, dp, chunk_of)
+    size = cache.size_bytes
+    summary = KldSummary(
+        reference=label,
+        reference_model=ref.name,
+        reference_variant=ref.variant,
+        reference_sha256=ref.sha256,
+        reference_provenance=ref.provenance,
+        **{k: v for k, v in stats.items() if k not in ("n_scored", "n_chunks")},
+        n_scored=n,
+        n_chunks=plan.n_chunks,
+        corpus=corpus.name,
+        corpus_description=corpus.description,
+        corpus_sha256=corpus.sha256,
+        corpus_tokens=h.corpus_tokens,
+        n_ctx=plan.n_ctx,
+        add_bos=plan.add_bos,
+        top_k=h.top_k,
+        tail_samples=h.tail_samples,
+        exact=bool(task.exact),
+        cache=KldCacheInfo(
+            path=str(cache.path),
+            bytes=size,
+            bytes_per_token=size / n,
+            built=built,
+            build_s=build_s,
+            rebuilt_because=why,
+        ),
+        timing=timing_summary(timer, n),
+    )
+    np.savez_compressed(
+        ctx.out_dir / "per_token.npz",
+        kld=kld.astype(np.float32),
+        nll=(-lq).astype(np.float32),
+        nll_ref=(-lp).astype(np.float32),
+        same_top=same,
+        dp=dp.astype(np.float32),
+        chunk=chunk_of.astype(np.int32),
+    )
+    result = ctx.result("complete", kld=summary)
+    result.write(ctx.out_dir)
+    if ctx.cfg.print_table:
+        from evalkit.report.kld_tables import print_kld
+
+        print_kld(result, ctx.console, ctx.out_dir)
+    return result
