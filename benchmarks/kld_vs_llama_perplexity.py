@@ -2,16 +2,22 @@
 
 Same GGUF files (evalkit's ladder), same corpus (written to a file for `-f`), same n_ctx, chunks,
 threads, flash attention (llama-perplexity's default is "auto", which turns it on for the CPU;
-evalkit's backend default is off, and the two give PPLs 0.1-0.3% apart, so both get the same
+evalkit's backend default is off, and the two give PPLs 0.1-0.6% apart, so both get the same
 explicit setting) and batch size (-b n_ctx: one sequence per batch, which is what evalkit does;
 pass --lp-batch 2048 to give llama-perplexity its default of packing 4 sequences per batch).
 llama-perplexity is built by scripts/llama-tools.sh with the same CMake flags as evalkit's
 llama-cpp-python. evalkit runs through its CLI in a scratch EVALKIT_CACHE whose ladder/ is a
 link to the real one (variants are not rebuilt, the reference cache is), so its reference pass
-is timed like llama-perplexity's --kl-divergence-base pass. Walls are whole processes (start,
-load, tokenize, score); throughput = scored tokens / wall.
+is timed like llama-perplexity's --kl-divergence-base pass.
 
-    .venv/bin/python benchmarks/kld_vs_llama_perplexity.py --chunks 20 --threads 2
+Throughput is scored tokens per second of scoring: for llama-perplexity from its own log
+timestamps (from its "computing over N chunks" line to the process's end), for evalkit its
+timing.scoring_s (decode + logits maths, synchronized); both exclude process start, model load
+and tokenization, which are also shown as whole-process walls. Each variant runs --repeat times
+per tool in alternating order (lp, ek, ek, lp, ...) and the medians are compared, so a noisy
+neighbour on the machine hits both tools alike.
+
+    .venv/bin/python benchmarks/kld_vs_llama_perplexity.py --chunks 20 --threads 2 --repeat 2
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +71,24 @@ def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> t
     return wall, proc.stdout + proc.stderr
 
 
+_STAMP = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) ", re.M)
+
+
+def lp_scoring_s(text: str, wall: float) -> float:
+    """Seconds from llama-perplexity's "computing over N chunks" log line to the process's end.
+
+    Its log lines carry timestamps from process start; nothing timestamped follows the loop (the
+    statistics are plain LOG lines), so the end is the process wall: exit teardown is included.
+    """
+    for line in text.splitlines():
+        if re.search(r"(computing|calculating perplexity) over \d+ chunks", line):
+            m = _STAMP.match(line)
+            if m:
+                mi, se, ms, us = (int(g) for g in m.groups())
+                return wall - (60 * mi + se + ms / 1e3 + us / 1e6)
+    sys.exit("no timestamped 'computing over N chunks' line in llama-perplexity's output")
+
+
 def parse_lp(text: str) -> dict[str, float]:
     out = {}
     for key, pat in PATTERNS.items():
@@ -93,6 +118,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--lp-batch", type=int, default=None, help="llama-perplexity -b (default: n_ctx)")
     ap.add_argument("--flash-attn", choices=("off", "on"), default="off")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per tool and variant (medians compared)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = ap.parse_args()
     lp_batch = args.lp_batch or args.n_ctx
@@ -145,30 +171,46 @@ def main() -> None:
 
     rows = []
     hdr = (f"{'variant':8} | {'PPL lp':>9} {'PPL ek':>9} {'Δ%':>6} | {'KLD lp':>9} {'KLD ek':>9} {'Δ%':>6} | "
-           f"{'top lp':>6} {'top ek':>6} {'Δpp':>5} | {'lp tok/s':>8} {'ek tok/s':>8} {'ratio':>5}")
+           f"{'top lp':>6} {'top ek':>6} {'Δpp':>5} | {'lp tok/s':>8} {'ek tok/s':>8} {'ratio':>5} | "
+           f"{'lp wall':>7} {'ek wall':>7}")
     print(hdr)
     print("-" * len(hdr))
+    lp_cmd = lambda q: [str(bindir / "llama-perplexity"), "-m", str(files[q]), *common,  # noqa: E731
+                        "--kl-divergence-base", str(base), "--kl-divergence"]
     for q in quants:
-        lp_wall, out = timed([str(bindir / "llama-perplexity"), "-m", str(files[q]), *common,
-                              "--kl-divergence-base", str(base), "--kl-divergence"])
-        lp = parse_lp(out)
-        ek_wall, ek = evalkit(q)
-        k = ek["kld"]
+        lp_runs, ek_runs = [], []
+        for r in range(args.repeat):
+            order = ("lp", "ek") if r % 2 == 0 else ("ek", "lp")
+            for tool in order:
+                if tool == "lp":
+                    wall, out = timed(lp_cmd(q))
+                    lp_runs.append((wall, lp_scoring_s(out, wall), parse_lp(out)))
+                else:
+                    ek_runs.append(evalkit(q))
+        lp = lp_runs[-1][2]
+        k = ek_runs[-1][1]["kld"]
+        n = k["n_scored"]
+        lp_wall = statistics.median(w for w, _, _ in lp_runs)
+        ek_wall = statistics.median(w for w, _ in ek_runs)
+        lp_tps = statistics.median(n / s for _, s, _ in lp_runs)
+        ek_tps = statistics.median(e["kld"]["timing"]["tokens_per_s"] for _, e in ek_runs)
         row = {
-            "variant": q, "lp": lp, "lp_wall_s": lp_wall, "ek_wall_s": ek_wall,
+            "variant": q, "lp": lp, "n_scored": n,
             "ek": {key: k[key] for key in ("ppl", "ppl_ref", "ln_ppl_ratio_mean", "kld_mean", "kld_median", "kld_p99",
                                             "same_top_pct", "dp_rms")},
-            "ek_scoring_tokens_per_s": k["timing"]["tokens_per_s"], "n_scored": k["n_scored"],
+            "lp_walls_s": [w for w, _, _ in lp_runs], "lp_scoring_s": [s for _, s, _ in lp_runs],
+            "ek_walls_s": [w for w, _ in ek_runs], "ek_scoring_s": [e["kld"]["timing"]["scoring_s"] for _, e in ek_runs],
+            "lp_tokens_per_s": lp_tps, "ek_tokens_per_s": ek_tps,
         }
         rows.append(row)
         d_ppl = 100 * (k["ppl"] / lp["ppl"] - 1)
         d_kld = 100 * (k["kld_mean"] / lp["kld_mean"] - 1)
         d_top = k["same_top_pct"] - lp["same_top_pct"]
-        lp_tps, ek_tps = k["n_scored"] / lp_wall, k["n_scored"] / ek_wall
         print(f"{q:8} | {lp['ppl']:9.4f} {k['ppl']:9.4f} {d_ppl:+6.2f} | {lp['kld_mean']:9.6f} {k['kld_mean']:9.6f} "
               f"{d_kld:+6.2f} | {lp['same_top_pct']:6.2f} {k['same_top_pct']:6.2f} {d_top:+5.2f} | "
-              f"{lp_tps:8.1f} {ek_tps:8.1f} {ek_tps / lp_tps:5.2f}", flush=True)
-    print("lp = llama-perplexity, ek = evalkit; tok/s = scored tokens / process wall (start, load, tokenize, score)")
+              f"{lp_tps:8.1f} {ek_tps:8.1f} {ek_tps / lp_tps:5.2f} | {lp_wall:7.1f} {ek_wall:7.1f}", flush=True)
+    print("lp = llama-perplexity, ek = evalkit; tok/s = scored tokens / scoring seconds (median of the repeats); "
+          "walls = whole processes (start, load, tokenize, score)")
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "rows": rows,
                                          "same_tokens": same_tokens, "lp_ref_wall_s": lp_ref_wall,

@@ -94,6 +94,10 @@ class LlamaCppBackendConfig(Strict):
     seed: int = Field(0, ge=0)  # context seed, used where a request carries none
     chat_template: bool = True  # apply the GGUF's chat template to prompts
     use_mmap: bool = True
+    # Full-size KV cache for sliding-window layers (Gemma). None: only under speculative
+    # decoding, whose rejected drafts must be removed from the cache again; otherwise the small
+    # window cache, as llama-bench and llama-server use by default.
+    swa_full: bool | None = None
     speculative: Literal["none", "prompt_lookup", "draft"] = "none"
     num_pred_tokens: int = Field(10, ge=1, le=64)  # drafted tokens per step
     draft_model: str | None = None  # a conf/model name, for speculative=draft

@@ -68,6 +68,7 @@ class LlamaCppBackend:
         self.n_threads = cfg.n_threads or physical_cores()
         self.n_threads_batch = cfg.n_threads_batch or self.n_threads
         n_batch = n_batch or cfg.n_batch
+        self.swa_full = cfg.swa_full if cfg.swa_full is not None else cfg.speculative != "none"
         mark = llama_log.mark()
         try:
             self.llama = llama_cpp.Llama(
@@ -83,6 +84,7 @@ class LlamaCppBackend:
                 type_v=GGML_TYPES[cfg.type_v],
                 seed=cfg.seed,
                 use_mmap=cfg.use_mmap,
+                swa_full=self.swa_full,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -116,6 +118,7 @@ class LlamaCppBackend:
                 "type_k": cfg.type_k,
                 "type_v": cfg.type_v,
                 "use_mmap": cfg.use_mmap,
+                "swa_full": self.swa_full,
                 "speculative": cfg.speculative,
                 "num_pred_tokens": cfg.num_pred_tokens if cfg.speculative != "none" else None,
                 "draft_model": cfg.draft_model if cfg.speculative == "draft" else None,
@@ -462,7 +465,8 @@ def make_drafter(
             f"draft model {cfg.draft_model} has a different vocabulary from the target; "
             "speculative decoding needs the same tokenizer"
         )
-    draft_cfg = cfg.model_copy(update={"speculative": "none", "chat_template": False})
+    # The drafter rolls its own cache back after every step: it needs the full-size window cache.
+    draft_cfg = cfg.model_copy(update={"speculative": "none", "chat_template": False, "swa_full": True})
     return ModelDrafter(LlamaCppBackend(draft_cfg, str(draft.path)), cfg.num_pred_tokens)
 
 

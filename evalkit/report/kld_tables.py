@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -70,7 +71,7 @@ def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) 
         f"KL divergence vs {k.reference_model} [{k.reference_variant}] · corpus {k.corpus} "
         f"({k.n_chunks} chunks × {k.n_ctx}, {k.n_scored} tokens scored)"
     )
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     cols = ("variant", "MiB", "bpw", "PPL", "ln(PPL/ref)", "KLD mean", "± SE", "± cl.",
             "median", "p99", "max", "same top %", "Δp RMS", "tok/s")
     for col in cols:
@@ -92,7 +93,7 @@ def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) 
             f"{s['kld_median']:.6f}",
             f"{s['kld_p99']:.4f}",
             f"{s['kld_max']:.3f}",
-            f"{s['same_top_pct']:.2f} ± {s['same_top_se_pct']:.2f}",
+            f"{s['same_top_pct']:.2f}±{s['same_top_se_pct']:.2f}",
             f"{100 * s['dp_rms']:.3f}%",
             f"{s['timing']['tokens_per_s']:.0f}",
         )
