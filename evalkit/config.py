@@ -6,6 +6,8 @@ bad value (``backend.n_ctx=-5``) before anything expensive (a model load) happen
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -131,6 +133,17 @@ class OpenAIBackendConfig(Strict):
     extra_body: dict[str, Any] = Field(default_factory=dict)
     # Local tokenizer (a conf/model name) for tasks that need token ids; None: server-side only.
     tokenizer_model: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials_in_url(cls, v: str) -> str:
+        # The config is saved with every run (.hydra/config.yaml, results.json): secrets never are.
+        parts = urlsplit(v)
+        if parts.username or parts.password:
+            raise ValueError("put no credentials in base_url: the key goes in the env var named by api_key_env")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("base_url must be an http(s) URL such as http://127.0.0.1:8080/v1")
+        return v
 
 
 class LlamaServerBackendConfig(OpenAIBackendConfig):
@@ -312,6 +325,8 @@ def format_validation_error(exc: ValidationError) -> str:
     for err in exc.errors()[:3]:
         loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
         got = err.get("input")
+        if isinstance(got, str):  # never echo credentials a URL carries
+            got = re.sub(r"//[^/@\s]*@", "//***@", got)
         shown = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
         parts.append(f"{loc}: {err['msg']}{shown}")
     more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""

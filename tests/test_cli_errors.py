@@ -70,3 +70,9 @@ def test_offline_hub_model_says_how_to_pass_a_local_path(cli, tmp_path):
         timeout=120,
     )
     assert_one_line_error(r, "unsloth/gemma-4-12B-it-qat-GGUF", "model.path=")
+
+
+def test_credentials_in_a_server_url_are_refused(cli):
+    r = cli("backend=openai", "backend.base_url=http://user:s3cret@127.0.0.1:9/v1", "task=constraints")
+    assert_one_line_error(r, "backend.base_url", "api_key_env")
+    assert "s3cret" not in r.stderr
