@@ -188,14 +188,9 @@ class ScoringTiming(BaseModel):
     chunk_s_mean: float | None = None
 
 
-class PerplexitySummary(BaseModel):
-    """task=perplexity: llama-perplexity's method on one variant."""
+class ScoredCorpus(BaseModel):
+    """What a corpus-scoring pass scored: the same tokens make perplexity and KLD comparable."""
 
-    ppl: float
-    ppl_se: float  # PPL * sigma(nll) / sqrt(N - 1), as llama-perplexity prints it
-    ppl_se_clustered: float | None = None  # positions clustered by chunk
-    nll_mean: float
-    nll_se: float
     n_scored: int
     n_chunks: int
     corpus: str
@@ -204,6 +199,16 @@ class PerplexitySummary(BaseModel):
     corpus_tokens: int
     n_ctx: int
     add_bos: bool
+
+
+class PerplexitySummary(ScoredCorpus):
+    """task=perplexity: llama-perplexity's method on one variant."""
+
+    ppl: float
+    ppl_se: float  # PPL * sigma(nll) / sqrt(N - 1), as llama-perplexity prints it
+    ppl_se_clustered: float | None = None  # positions clustered by chunk
+    nll_mean: float
+    nll_se: float
     timing: ScoringTiming
 
 
@@ -216,7 +221,7 @@ class KldCacheInfo(BaseModel):
     rebuilt_because: str | None = None  # an existing file was rejected (corrupt, mismatched)
 
 
-class KldSummary(BaseModel):
+class KldSummary(ScoredCorpus):
     """task=kld: a candidate against its reference on the same tokens (llama-perplexity's figures)."""
 
     reference: str  # human label: model, variant and provenance
@@ -250,14 +255,6 @@ class KldSummary(BaseModel):
     dp_rms: float
     dp_rms_se: float
     dp_max_abs: float
-    n_scored: int
-    n_chunks: int
-    corpus: str
-    corpus_description: str
-    corpus_sha256: str
-    corpus_tokens: int
-    n_ctx: int
-    add_bos: bool
     top_k: int  # reference log-probs kept per token (exact mode keeps them all besides)
     tail_samples: int  # tokens sampled from the reference's tail per token (unbiased tail KLD)
     exact: bool

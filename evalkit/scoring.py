@@ -157,12 +157,9 @@ class ChunkProgress:
     def __init__(self, console, enabled: bool, label: str, total: int):
         self.progress = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from evalkit.report.progress import progress_bar
 
-            self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=console, transient=True,
-            )
+            self.progress = progress_bar(console=console, transient=True, bold=False)
             self.task = self.progress.add_task(label, total=total)
 
     def __enter__(self) -> "ChunkProgress":

@@ -75,8 +75,22 @@ class RemoteCheck:
         return dict(self.__dict__)
 
 
+class _KeyFromEnv:
+    """The key evalkit read from the environment, instead of lm-eval's own OPENAI_API_KEY lookup."""
+
+    _api_key: str = ""
+
+    @property
+    def api_key(self) -> str:  # type: ignore[override]
+        return self._api_key
+
+    @property
+    def header(self) -> dict:  # type: ignore[override]
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+
 @register_model("evalkit-completions")
-class RemoteCompletionsLM(LocalCompletionsAPI):
+class RemoteCompletionsLM(_KeyFromEnv, LocalCompletionsAPI):
     """lm-eval's `local-completions` with a local GGUF tokenizer and a checked log-likelihood."""
 
     def __init__(
@@ -108,14 +122,6 @@ class RemoteCompletionsLM(LocalCompletionsAPI):
         self._check_items = check_items
 
     # -------------------------------------------------------------- plumbing for lm-eval
-
-    @property
-    def api_key(self) -> str:  # type: ignore[override]
-        return self._api_key
-
-    @property
-    def header(self) -> dict:  # type: ignore[override]
-        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
     @property
     def eot_token_id(self):  # type: ignore[override]
@@ -275,20 +281,12 @@ class RemoteCompletionsLM(LocalCompletionsAPI):
 
 
 @register_model("evalkit-chat-completions")
-class RemoteChatLM(LocalChatCompletion):
+class RemoteChatLM(_KeyFromEnv, LocalChatCompletion):
     """lm-eval's `local-chat-completions` with evalkit's key handling (generation tasks only)."""
 
     def __init__(self, *, base_url: str, model: str, api_key: str | None = None, **kwargs: Any):
         super().__init__(base_url=base_url, model=model, **kwargs)
         self._api_key = api_key or ""
-
-    @property
-    def api_key(self) -> str:  # type: ignore[override]
-        return self._api_key
-
-    @property
-    def header(self) -> dict:  # type: ignore[override]
-        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
     def loglikelihood(self, requests, **kwargs):
         raise BackendError(

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from evalkit.report.progress import progress_bar, run_label
 
 from evalkit.backends.base import Generation, GenerationRequest, SampleFailed
 from evalkit.checks import run_check
@@ -262,16 +261,9 @@ class _progress:
 
     def __init__(self, ctx, total: int):
         self.enabled = ctx.cfg.progress and total > 0
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            disable=not self.enabled,
-            transient=False,
-        )
+        self.progress = progress_bar(enabled=self.enabled)
         self.total = total
-        self.label = escape(f"{ctx.opened.model.name} [{ctx.opened.model.variant}] {ctx.cfg.task.name}")
+        self.label = run_label(ctx)
 
     def __enter__(self):
         self.progress.start()

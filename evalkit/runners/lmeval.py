@@ -15,8 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from evalkit.report.progress import progress_bar, run_label
 
 from evalkit.config import RunConfig
 from evalkit.errors import ConfigError, EvalkitError, TaskError
@@ -470,16 +469,8 @@ class _progress:
 
     def __init__(self, ctx):
         self.enabled = bool(ctx.cfg.progress)
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            disable=not self.enabled,
-            transient=False,
-        )
-        m = ctx.opened.model
-        self.label = escape(f"{m.name} [{m.variant}] {ctx.cfg.task.name}")
+        self.progress = progress_bar(enabled=self.enabled)
+        self.label = run_label(ctx)
         self.bars: dict[str, Any] = {}
 
     def __enter__(self) -> Callable[[str, int], None]:
