@@ -310,6 +310,9 @@ class RunConfig(Strict):
     # Print the results table (off for quiet sweeps).
     print_table: bool = True
     progress: bool = True
+    # A kld / perplexity / speed run already complete in its directory is shown, not measured
+    # again (so a re-run sweep only does what is missing); true measures it again.
+    rerun: bool = False
 
 
 def validate_run_config(data: dict[str, Any]) -> RunConfig:

@@ -19,7 +19,8 @@ from evalkit.memory import MemoryWatch, gpu_memory_used_bytes
 from evalkit.records import MemoryRecord, RunResult, now_iso
 
 # Task kind -> runner module. A runner module has `run(ctx) -> RunResult` and may have
-# `backend_overrides(cfg) -> dict` (e.g. a perplexity task sets the context size).
+# `backend_overrides(cfg) -> dict` (e.g. a perplexity task sets the context size) and
+# `show(result, console, out_dir)` (prints a stored result: a completed run is not measured twice).
 RUNNERS: dict[str, str] = {
     "generation": "evalkit.runners.generation",
     "perplexity": "evalkit.runners.perplexity",
@@ -87,11 +88,37 @@ def runner_module(kind: str):
     return importlib.import_module(RUNNERS[kind])
 
 
+def _already_complete(cfg: RunConfig, out_dir: Path, runner, console) -> RunResult | None:
+    """The stored result of a finished measurement of this very file, or None to measure.
+
+    Generation runs resume sample by sample instead; runners without `show` always run.
+    """
+    if cfg.rerun or not hasattr(runner, "show"):
+        return None
+    try:
+        result = RunResult.model_validate_json((out_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return None  # absent, half-written or another schema: measure
+    if result.status != "complete":
+        return None
+    from evalkit.models import resolve_model
+
+    if result.model.sha256 != resolve_model(cfg.model).sha256:
+        return None  # the config now names another file
+    console.print(f"already complete: {out_dir} (rerun=true measures it again)")
+    if cfg.print_table:
+        runner.show(result, console, out_dir)
+    return result
+
+
 def execute(cfg: RunConfig, out_dir: Path) -> RunResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     runner = runner_module(cfg.task.kind)
     # Wide tables when piped to a file or a CI log; the terminal's width otherwise.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    done = _already_complete(cfg, out_dir, runner, console)
+    if done is not None:
+        return done
     memory = MemoryWatch()  # baseline before the model loads
     started = now_iso()
     overrides = runner.backend_overrides(cfg) if hasattr(runner, "backend_overrides") else {}

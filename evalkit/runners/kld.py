@@ -295,7 +295,12 @@ def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, b
     result = ctx.result("complete", kld=summary)
     result.write(ctx.out_dir)
     if ctx.cfg.print_table:
-        from evalkit.report.kld_tables import print_kld
-
-        print_kld(result, ctx.console, ctx.out_dir)
+        show(result, ctx.console, ctx.out_dir)
     return result
+
+
+def show(result: RunResult, console, out_dir: Path) -> None:
+    """The KLD table, with the sibling runs against the same reference (a sweep's whole ladder)."""
+    from evalkit.report.kld_tables import print_kld
+
+    print_kld(result, console, out_dir)

@@ -68,7 +68,11 @@ def run(ctx) -> RunResult:
     result = ctx.result("complete", perplexity=summary)
     result.write(ctx.out_dir)
     if ctx.cfg.print_table:
-        from evalkit.report.kld_tables import print_perplexity
-
-        print_perplexity(result, ctx.console)
+        show(result, ctx.console, ctx.out_dir)
     return result
+
+
+def show(result: RunResult, console, out_dir=None) -> None:
+    from evalkit.report.kld_tables import print_perplexity
+
+    print_perplexity(result, console)

@@ -184,8 +184,12 @@ def run(ctx) -> RunResult:
         raise
     result = _finish(ctx, results, status, message)
     if ctx.cfg.print_table:
-        print_speed(result, ctx.console)
+        show(result, ctx.console)
     return result
+
+
+def show(result: RunResult, console, out_dir=None) -> None:
+    print_speed(result, console)
 
 
 def _finish(ctx, tests: list[SpeedTest], status: str, message: str | None) -> RunResult:

@@ -28,11 +28,16 @@ NAMES = ["pp16", "tg8", "pp16+tg8", "pp16 @ d16", "tg8 @ d16", "pp16+tg8 @ d16"]
 
 
 @pytest.fixture(scope="module")
-def speed_run(tmp_path_factory):
+def speed_cwd(tmp_path_factory):
+    return tmp_path_factory.mktemp("speed")
+
+
+@pytest.fixture(scope="module")
+def speed_run(speed_cwd):
     import subprocess
     import sys
 
-    cwd = tmp_path_factory.mktemp("speed")
+    cwd = speed_cwd
     proc = subprocess.run(
         [sys.executable, "-m", "evalkit", *TINY], cwd=cwd, capture_output=True, text=True, timeout=600
     )
@@ -105,3 +110,28 @@ def test_speculative_backend_is_refused(cli):
 def test_bad_pg_is_one_line(cli):
     r = cli("task=speed", 'task.pg=["512"]')
     assert_one_line_error(r, "task.pg")
+
+
+
+def test_a_completed_run_is_shown_not_measured_again(speed_run, speed_cwd):
+    """A re-run sweep only does what is missing; rerun=true measures again."""
+    import subprocess
+    import sys
+
+    before, _ = speed_run
+    (path,) = list((speed_cwd / "outputs").rglob("results.json"))
+
+    def again(*extra: str):
+        proc = subprocess.run([sys.executable, "-m", "evalkit", *TINY, *extra], cwd=speed_cwd,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc, RunResult.model_validate_json(path.read_text())
+
+    proc, shown = again()
+    assert "already complete" in proc.stdout and "rerun=true" in proc.stdout
+    assert "pp16+tg8 @ d16" in proc.stdout  # the stored table is printed
+    assert shown.model_dump() == before.model_dump()  # nothing measured, nothing rewritten
+    proc, measured = again("rerun=true")
+    assert "already complete" not in proc.stdout
+    assert [t.samples_ns for t in measured.speed.tests] != [t.samples_ns for t in before.speed.tests]
+    assert [t.name for t in measured.speed.tests] == NAMES
