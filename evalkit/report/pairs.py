@@ -230,8 +230,8 @@ def confounds(a: Run, b: Run, sa, sb, counts: dict[str, tuple[int, int]]) -> tup
     trunc_b = sum(1 for s in sb if s.finish_reason == "length")
     if trunc_a or trunc_b:
         flags.append(
-            f"truncated outputs: {trunc_a} of {len(sa)} vs {trunc_b} of {len(sb)} hit the token cap "
-            "(time and volume ratios are capped)"
+            f"truncated outputs: {trunc_a} of {len(sa)} vs {trunc_b} of {len(sb)} stopped at the length limit "
+            "(token cap or full context: time and volume ratios are capped)"
         )
     if counts and max(min(c) for c in counts.values()) < 2:
         flags.append("one sample per prompt: no noise estimate is possible (use task.samples>=2, better >=5)")
