@@ -129,13 +129,18 @@ def frontier_svg(df: pl.DataFrame, qcol: str | None) -> list[tuple[str, str]]:
     return out
 
 
+
+def _verdict_class(r) -> str:
+    """Amber: the interval covers 1.0; blue: it does not; no colour: no interval at all."""
+    return "noise" if r.covers_one else ("sig" if r.covers_one is False else "")
+
 def _pair_html(p: PairReport) -> str:
     head = "<th class='l'>prompt</th><th>n A/B</th>" + "".join(
         f"<th>{html.escape(METRIC_LABELS[m])} A</th><th>B</th><th>A/B [95% CI]</th>" for m in METRICS
     )
 
     def cells(r, m) -> str:
-        cls = "noise" if r.covers_one else ("sig" if r.covers_one is False else "")
+        cls = _verdict_class(r)
         a = "–" if r.a is None else (f"{r.a:.0f}" if m == "output_chars" else f"{r.a:.2f}")
         b = "–" if r.b is None else (f"{r.b:.0f}" if m == "output_chars" else f"{r.b:.2f}")
         text = fmt_ratio(r).replace(" noise", "")
@@ -152,7 +157,7 @@ def _pair_html(p: PairReport) -> str:
     )
     verdicts = "".join(
         f"<li>{html.escape(METRIC_LABELS[m])}: A/B {html.escape(fmt_ratio(p.total[m]).replace(' noise', ''))} — "
-        f"<b class='{'noise' if p.total[m].covers_one else 'sig'}'>{html.escape(p.verdict(p.total[m]))}</b></li>"
+        f"<b class='{_verdict_class(p.total[m])}'>{html.escape(p.verdict(p.total[m]))}</b></li>"
         for m in METRICS
         if p.total[m].ratio is not None
     )
