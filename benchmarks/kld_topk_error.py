@@ -66,9 +66,7 @@ def main() -> None:
     b.close()
     print(f"reference {ref.name} [{ref.variant}]: {plan.n_chunks} chunks x {args.n_ctx}, {n} scored tokens, "
           f"corpus {corpus.name} sha256 {corpus.sha256[:12]} ({time.perf_counter() - t0:.0f} s)")
-    compact = {key: ReferenceRows(*[np.concatenate([getattr(r, f) for r in rs]) for f in
-                                    ("top_ids", "top_lp", "log_rest", "lp_next", "tail_ids", "tail_lp")])
-               for key, rs in compact.items()}
+    compact = {key: ReferenceRows.concat(rs) for key, rs in compact.items()}
     for k, m in ks:
         print(f"mean tail mass outside the top {k}: {float(np.mean(np.exp(compact[(k, m)].log_rest.astype(np.float64)))):.4f}")
 
@@ -90,9 +88,7 @@ def main() -> None:
                 ex = ReferenceRows(*(np.empty((0, 0)),) * 6, full_lp=full[g])
                 exact[g] = candidate_rows(block, nxt, ex, exact=True).kld
                 for k in ks:
-                    d = compact[k]
-                    sub = ReferenceRows(d.top_ids[g], d.top_lp[g], d.log_rest[g], d.lp_next[g], d.tail_ids[g], d.tail_lp[g])
-                    approx[k][g] = candidate_rows(block, nxt, sub).kld
+                    approx[k][g] = candidate_rows(block, nxt, compact[k].rows(g)).kld
 
             score_chunk(c, chunk_tokens(tokens, i, plan), plan, on_cand, Timer())
         c.close()

@@ -11,7 +11,9 @@ nothing of size n_ctx x n_vocab is ever copied.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -151,29 +153,24 @@ def tokenize_corpus(backend, text: str) -> np.ndarray:
     return np.asarray(backend.tokenize(text, add_bos=backend.add_bos), dtype=np.int32)
 
 
-class ChunkProgress:
-    """A transient progress bar over chunks (silent with progress=false)."""
+@contextmanager
+def chunk_pass(ctx, backend, label: str, n_chunks: int) -> Iterator[tuple[ThreadPoolExecutor | None, Callable[[], None]]]:
+    """One pass over the chunks: threads for the row maths and a transient progress bar.
 
-    def __init__(self, console, enabled: bool, label: str, total: int):
-        self.progress = None
-        if enabled:
-            from evalkit.report.progress import progress_bar
+    Yields (pool, advance). The pool has as many threads as llama.cpp decodes with (None: one).
+    """
+    from evalkit.report.progress import progress_bar
 
-            self.progress = progress_bar(console=console, transient=True, bold=False)
-            self.task = self.progress.add_task(label, total=total)
-
-    def __enter__(self) -> "ChunkProgress":
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def advance(self) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.task)
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+    n = int(getattr(backend, "n_threads_batch", 1) or 1)
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="evalkit-rows") if n > 1 else None
+    bar = progress_bar(enabled=ctx.cfg.progress, console=ctx.console, transient=True, bold=False)
+    task = bar.add_task(label, total=n_chunks)
+    try:
+        with bar:
+            yield pool, lambda: bar.advance(task)
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 def timing_summary(timer: Timer, n_scored: int):
@@ -187,9 +184,3 @@ def timing_summary(timer: Timer, n_scored: int):
         tokens_per_s=n_scored / total if total > 0 else 0.0,
         chunk_s_mean=float(np.mean(timer.per_chunk_s)) if timer.per_chunk_s else None,
     )
-
-
-def row_pool(backend) -> ThreadPoolExecutor | None:
-    """Threads for the logits maths: as many as llama.cpp decodes with (None: one)."""
-    n = int(getattr(backend, "n_threads_batch", 1) or 1)
-    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="evalkit-rows") if n > 1 else None

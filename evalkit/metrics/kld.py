@@ -12,7 +12,7 @@ independent, so every mean also gets a standard error clustered by chunk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -41,6 +41,23 @@ class ReferenceRows:
     tail_ids: np.ndarray  # (rows, M) tokens drawn from the tail, with probability ~ p
     tail_lp: np.ndarray  # float32 (rows, M) their log p
     full_lp: np.ndarray | None = None  # float32 (rows, n_vocab), exact mode only
+
+    def rows(self, s: slice) -> "ReferenceRows":
+        """The rows s of every array (views, no copy)."""
+        return ReferenceRows(**{f.name: _take(getattr(self, f.name), s) for f in fields(self)})
+
+    @classmethod
+    def concat(cls, parts: list["ReferenceRows"]) -> "ReferenceRows":
+        """Blocks of rows, in order, as one."""
+        return cls(**{f.name: _join([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
+
+def _take(a: np.ndarray | None, s: slice) -> np.ndarray | None:
+    return None if a is None else a[s]
+
+
+def _join(arrays: list) -> np.ndarray | None:
+    return None if arrays[0] is None else np.concatenate(arrays)
 
 
 def _softmax_parts(x: np.ndarray):

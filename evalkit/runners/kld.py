@@ -32,12 +32,11 @@ from evalkit.refcache import (
 )
 from evalkit.scoring import (
     ChunkPlan,
-    ChunkProgress,
     Timer,
     backend_overrides,
+    chunk_pass,
     chunk_tokens,
     plan_chunks,
-    row_pool,
     score_chunk,
     timing_summary,
     tokenize_corpus,
@@ -161,9 +160,8 @@ def _reference_pass(ctx, backend, corpus: Corpus, key: CacheKey, path: Path, lab
     )
     writer = CacheWriter(path, header)
     timer = Timer()
-    pool = row_pool(backend)
     try:
-        with ChunkProgress(ctx.console, ctx.cfg.progress, "reference pass", plan.n_chunks) as bar:
+        with chunk_pass(ctx, backend, "reference pass", plan.n_chunks) as (pool, advance):
             for i in range(plan.n_chunks):
                 chunk = chunk_tokens(tokens, i, plan)
                 parts: dict[int, ReferenceRows] = {}
@@ -173,28 +171,12 @@ def _reference_pass(ctx, backend, corpus: Corpus, key: CacheKey, path: Path, lab
                     parts[r0] = reference_rows(block, nxt, k, header.tail_samples, u=u, full=key.exact)
 
                 score_chunk(backend, chunk, plan, on_rows, timer, pool=pool)
-                writer.add(chunk, _concat([parts[r] for r in sorted(parts)]))
-                bar.advance()
+                writer.add(chunk, ReferenceRows.concat([parts[r] for r in sorted(parts)]))
+                advance()
         return writer.finish(time.perf_counter() - t0)
     except BaseException:
         writer.abort()
         raise
-    finally:
-        if pool is not None:
-            pool.shutdown()
-
-
-def _concat(parts: list) -> ReferenceRows:
-    full = [p.full_lp for p in parts]
-    return ReferenceRows(
-        top_ids=np.concatenate([p.top_ids for p in parts]),
-        top_lp=np.concatenate([p.top_lp for p in parts]),
-        log_rest=np.concatenate([p.log_rest for p in parts]),
-        lp_next=np.concatenate([p.lp_next for p in parts]),
-        tail_ids=np.concatenate([p.tail_ids for p in parts]),
-        tail_lp=np.concatenate([p.tail_lp for p in parts]),
-        full_lp=np.concatenate(full) if full and full[0] is not None else None,
-    )
 
 
 # ---------------------------------------------------------------------------- candidate pass
@@ -217,9 +199,8 @@ def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, b
     same = np.empty(n, dtype=bool)
     chunk_of = np.repeat(np.arange(plan.n_chunks), plan.n_rows)
     timer = Timer()
-    pool = row_pool(backend)
     try:
-        with ChunkProgress(ctx.console, ctx.cfg.progress, f"kld {ctx.opened.model.variant}", plan.n_chunks) as bar:
+        with chunk_pass(ctx, backend, f"kld {ctx.opened.model.variant}", plan.n_chunks) as (pool, advance):
             for i in range(plan.n_chunks):
                 rec = cache.chunk(i)
                 r = rec.rows
@@ -227,16 +208,7 @@ def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, b
 
                 def on_rows(r0: int, block: np.ndarray, nxt: np.ndarray, base: int = base, r=r) -> None:
                     s = slice(r0, r0 + len(nxt))
-                    sub = ReferenceRows(
-                        top_ids=r.top_ids[s],
-                        top_lp=r.top_lp[s],
-                        log_rest=r.log_rest[s],
-                        lp_next=r.lp_next[s],
-                        tail_ids=r.tail_ids[s],
-                        tail_lp=r.tail_lp[s],
-                        full_lp=r.full_lp[s] if r.full_lp is not None else None,
-                    )
-                    out = candidate_rows(block, nxt, sub, exact=task.exact)
+                    out = candidate_rows(block, nxt, r.rows(s), exact=task.exact)
                     g = slice(base + r0, base + r0 + len(nxt))
                     kld[g] = out.kld
                     lq[g] = out.lp_next
@@ -245,13 +217,10 @@ def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, b
 
                 # The cache holds the tokens exactly as the reference decoded them (BOS included).
                 score_chunk(backend, np.asarray(rec.tokens), plan, on_rows, timer, pool=pool)
-                bar.advance()
+                advance()
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)
         raise
-    finally:
-        if pool is not None:
-            pool.shutdown()
     dp = np.exp(lq) - np.exp(lp)
     stats = kld_stats(-lq, -lp, kld, same, dp, chunk_of)
     size = cache.size_bytes

@@ -8,12 +8,11 @@ from evalkit.corpus import load_corpus
 from evalkit.metrics.kld import candidate_rows, perplexity_stats
 from evalkit.records import PerplexitySummary, RunResult
 from evalkit.scoring import (
-    ChunkProgress,
     Timer,
     backend_overrides,  # noqa: F401  (run.py looks it up on this module)
+    chunk_pass,
     chunk_tokens,
     plan_chunks,
-    row_pool,
     score_chunk,
     timing_summary,
     tokenize_corpus,
@@ -29,9 +28,8 @@ def run(ctx) -> RunResult:
     nll = np.empty(plan.n_scored, dtype=np.float64)
     chunk_of = np.repeat(np.arange(plan.n_chunks), plan.n_rows)
     timer = Timer()
-    pool = row_pool(backend)
     try:
-        with ChunkProgress(ctx.console, ctx.cfg.progress, f"perplexity {ctx.opened.model.variant}", plan.n_chunks) as bar:
+        with chunk_pass(ctx, backend, f"perplexity {ctx.opened.model.variant}", plan.n_chunks) as (pool, advance):
             for i in range(plan.n_chunks):
                 base = i * plan.n_rows
 
@@ -40,13 +38,10 @@ def run(ctx) -> RunResult:
                     nll[base + r0 : base + r0 + len(nxt)] = -out.lp_next
 
                 score_chunk(backend, chunk_tokens(tokens, i, plan), plan, on_rows, timer, pool=pool)
-                bar.advance()
+                advance()
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)
         raise
-    finally:
-        if pool is not None:
-            pool.shutdown()
     stats = perplexity_stats(nll, chunk_of)
     summary = PerplexitySummary(
         ppl=stats["ppl"],
