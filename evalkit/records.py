@@ -425,6 +425,14 @@ class RunResult(BaseModel):
     lm_eval: LmEvalSummary | None = None
     speculative: SpeculativeSummary | None = None  # generation runs with speculation on
 
+    @classmethod
+    def read(cls, out_dir: Path) -> "RunResult | None":
+        """The run's results.json, or None when it is absent, half-written or of another schema."""
+        try:
+            return cls.model_validate_json((out_dir / "results.json").read_text())
+        except (OSError, ValueError):
+            return None
+
     def write(self, out_dir: Path) -> Path:
         path = out_dir / "results.json"
         tmp = out_dir / ".results.json.tmp"

@@ -95,11 +95,8 @@ def _already_complete(cfg: RunConfig, out_dir: Path, runner, console) -> RunResu
     """
     if cfg.rerun or not hasattr(runner, "show"):
         return None
-    try:
-        result = RunResult.model_validate_json((out_dir / "results.json").read_text())
-    except (OSError, ValueError):
-        return None  # absent, half-written or another schema: measure
-    if result.status != "complete":
+    result = RunResult.read(out_dir)
+    if result is None or result.status != "complete":
         return None
     from evalkit.models import resolve_model
 

@@ -7,7 +7,10 @@ the finished samples in it are kept. Another machine class: another directory, n
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -40,3 +43,17 @@ def run_dir_resolver(*, _root_) -> str:
     variant = f"{model['name']}-{quant}" if quant else model["name"]  # type: ignore[index]
     key = run_key(model, backend, task)  # type: ignore[arg-type]
     return f"{_slug(task['name'])}/{_slug(variant)}/{_slug(backend['type'])}-{key}"  # type: ignore[index]
+
+
+def completed_runs_of_task(run_dir: Path) -> Iterator[tuple[Path, dict]]:
+    """(run dir, results.json as parsed) of every complete run beside run_dir's task, any variant.
+
+    Raw JSON, not RunResult: a sibling written by another evalkit version is read as far as it goes.
+    """
+    for path in sorted(run_dir.parent.parent.glob("*/*/results.json")):  # <task>/<variant>/<run>
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("status") == "complete":
+            yield path.parent, data

@@ -45,13 +45,6 @@ def method_of(config: dict[str, Any]) -> str:
     return str(config.get("backend", {}).get("speculative", "none") or "none")
 
 
-def _load(run_dir: Path) -> RunResult | None:
-    try:
-        return RunResult.model_validate_json((run_dir / "results.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def siblings(run_dir: Path, result: RunResult) -> list[tuple[Path, RunResult]]:
     """Other runs of the same task and variant whose config differs only in speculation."""
     mine = comparable_config(result.config)
@@ -61,7 +54,7 @@ def siblings(run_dir: Path, result: RunResult) -> list[tuple[Path, RunResult]]:
     for other in sorted(run_dir.parent.iterdir()):
         if other.resolve() == run_dir.resolve() or not (other / "results.json").is_file():
             continue
-        res = _load(other)
+        res = RunResult.read(other)
         if res is None or res.generation is None:
             continue
         if res.hardware_fingerprint != result.hardware_fingerprint:
@@ -187,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     for arg in args:
         run_dir = Path(arg)
-        result = _load(run_dir)
+        result = RunResult.read(run_dir)
         if result is None or result.generation is None:
             print(f"evalkit: error: {run_dir} holds no generation results.json", file=sys.stderr)
             code = 2

@@ -102,16 +102,15 @@ def compute_flips(
 
 def flips_between_runs(run_dir: Path, reference_dir: Path, reference: str | None = None):
     """compute_flips for two run directories (each with items.jsonl)."""
-    label = reference or _run_label(reference_dir)
+    label = reference or run_label(reference_dir)
     return compute_flips(read_items(run_dir), read_items(reference_dir), label)
 
 
-def _run_label(run_dir: Path) -> str:
-    results = run_dir / "results.json"
-    if results.is_file():
-        try:
-            model = json.loads(results.read_text()).get("model", {})
-            return f"{model.get('name')} [{model.get('variant')}]"
-        except ValueError:
-            pass
-    return str(run_dir)
+def run_label(run_dir: Path, *, with_dir: bool = False) -> str:
+    """'model [variant]' of a run directory (with its name in brackets), else its path."""
+    try:
+        model = json.loads((run_dir / "results.json").read_text())["model"]
+        label = f"{model['name']} [{model['variant']}]"
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(run_dir)
+    return f"{label} ({run_dir.name})" if with_dir else label

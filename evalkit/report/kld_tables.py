@@ -16,6 +16,7 @@ from rich.table import Table
 
 from evalkit.records import RunResult
 from evalkit.report.tables import header
+from evalkit.rundir import completed_runs_of_task
 
 
 def print_perplexity(result: RunResult, console: Console) -> None:
@@ -45,17 +46,7 @@ def _same_setting(a: dict, b: dict) -> bool:
 
 def ladder_rows(out_dir: Path, kld: dict) -> list[dict]:
     """results.json of kld runs next to out_dir with the same reference and settings."""
-    rows = []
-    task_dir = out_dir.parent.parent
-    for path in sorted(task_dir.glob("*/*/results.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        other = data.get("kld")
-        if data.get("status") == "complete" and other and _same_setting(kld, other):
-            rows.append(data)
-    return rows
+    return [data for _, data in completed_runs_of_task(out_dir) if data.get("kld") and _same_setting(kld, data["kld"])]
 
 
 def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) -> None:

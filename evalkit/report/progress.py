@@ -19,7 +19,7 @@ def progress_bar(*, enabled: bool = True, console=None, transient: bool = False,
     )
 
 
-def run_label(ctx) -> str:
+def progress_label(ctx) -> str:
     """'model [variant] task', escaped: rich would eat '[q8_0]' as a markup tag."""
     m = ctx.opened.model
     return escape(f"{m.name} [{m.variant}] {ctx.cfg.task.name}")

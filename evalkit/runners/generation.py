@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from evalkit.report.progress import progress_bar, run_label
+from evalkit.report.progress import progress_bar, progress_label
 
 from evalkit.backends.base import Generation, GenerationRequest, SampleFailed
 from evalkit.checks import run_check
@@ -263,7 +263,7 @@ class _progress:
         self.enabled = ctx.cfg.progress and total > 0
         self.progress = progress_bar(enabled=self.enabled)
         self.total = total
-        self.label = run_label(ctx)
+        self.label = progress_label(ctx)
 
     def __enter__(self):
         self.progress.start()

@@ -11,15 +11,14 @@ from what was already answered.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Callable
-
-from evalkit.report.progress import progress_bar, run_label
 
 from evalkit.config import RunConfig
 from evalkit.errors import ConfigError, EvalkitError, TaskError
 from evalkit.records import LmEvalSummary, RunResult, stable_hash
+from evalkit.report.progress import progress_bar, progress_label
+from evalkit.rundir import completed_runs_of_task
 
 ITEMS = "items.jsonl"
 LM_VERSION = 1  # bump when evalkit-llama's answers for the same request could change
@@ -405,22 +404,18 @@ def find_reference_run(ctx) -> tuple[Path | None, str | None]:
     task_dir = ctx.out_dir.parent.parent  # outputs/<task>/<variant>/<run>
     mine = cfg.model_dump(mode="json")["task"]
     found: list[tuple[int, str, Path]] = []
-    for results in task_dir.glob(f"*/*/results.json"):
-        try:
-            data = json.loads(results.read_text())
-        except (OSError, ValueError):
-            continue
+    for run_dir, data in completed_runs_of_task(ctx.out_dir):
         c = data.get("config", {})
         m, t, b = c.get("model", {}), c.get("task", {}), c.get("backend", {})
         q = (m.get("quant") or None) and str(m.get("quant")).lower()
-        if data.get("status") != "complete" or t.get("kind") != "lm_eval":
+        if t.get("kind") != "lm_eval":
             continue
-        if m.get("name") != name or q != quant or not (results.parent / ITEMS).is_file():
+        if m.get("name") != name or q != quant or not (run_dir / ITEMS).is_file():
             continue
         if any(t.get(k) != mine.get(k) for k in _SAME_TASK_KEYS):
             continue
         same_backend = int(b.get("type") == cfg.backend.type)
-        found.append((same_backend, data.get("finished_at") or "", results.parent))
+        found.append((same_backend, data.get("finished_at") or "", run_dir))
     if not found:
         label = f"{name}" + (f" model.quant={quant}" if quant else "")
         return None, (
@@ -432,7 +427,7 @@ def find_reference_run(ctx) -> tuple[Path | None, str | None]:
 
 
 def _attach_flips(ctx, summary: LmEvalSummary, items) -> None:
-    from evalkit.metrics.flips import compute_flips, read_items
+    from evalkit.metrics.flips import compute_flips, read_items, run_label
 
     if not ctx.cfg.task.reference:
         return
@@ -443,22 +438,13 @@ def _attach_flips(ctx, summary: LmEvalSummary, items) -> None:
         return
     is_self = ref_dir.resolve() == ctx.out_dir.resolve()
     m = ctx.opened.model
-    label = f"{m.name} [{m.variant}] (this run)" if is_self else _run_label(ref_dir)
+    label = f"{m.name} [{m.variant}] (this run)" if is_self else run_label(ref_dir, with_dir=True)
     per_task, total = compute_flips(items, read_items(ref_dir), label)
     summary.flips = per_task
     summary.flips_total = total
     summary.reference_run = str(ref_dir)
     if is_self:
         summary.reference_note = "this run is the reference"
-
-
-def _run_label(run_dir: Path) -> str:
-    try:
-        data = json.loads((run_dir / "results.json").read_text())
-        m = data["model"]
-        return f"{m['name']} [{m['variant']}] ({run_dir.name})"
-    except (OSError, ValueError, KeyError):
-        return str(run_dir)
 
 
 # ------------------------------------------------------------------ progress
@@ -470,7 +456,7 @@ class _progress:
     def __init__(self, ctx):
         self.enabled = bool(ctx.cfg.progress)
         self.progress = progress_bar(enabled=self.enabled)
-        self.label = run_label(ctx)
+        self.label = progress_label(ctx)
         self.bars: dict[str, Any] = {}
 
     def __enter__(self) -> Callable[[str, int], None]:
