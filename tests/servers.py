@@ -260,16 +260,13 @@ def scan_for_secret(root: Path, secret: str) -> list[str]:
 
 
 def find_llama_server() -> Path | None:
-    """A llama-server built by scripts/llama-tools.sh (or $LLAMA_SERVER_BIN) that runs, else None.
-
-    Only the keyed build directories (~/.cache/llama-tools/<cmake-args-hash>/...) are looked at:
-    an older native build directly under ~/.cache/llama-tools may use AMX and crash on this VM.
-    """
+    """A llama-server built by scripts/llama-tools.sh (or $LLAMA_SERVER_BIN) that runs, else None."""
     candidates = []
     if os.environ.get("LLAMA_SERVER_BIN"):
         candidates.append(Path(os.environ["LLAMA_SERVER_BIN"]))
-    home = Path(os.environ.get("HOME", "~")).expanduser() / ".cache" / "llama-tools"
-    candidates += sorted(home.glob("*/llama_cpp_python-*/vendor/llama.cpp/build/bin/llama-server"))
+    default = Path(os.environ.get("HOME", "~")).expanduser() / ".cache" / "evalkit" / "llama-tools"
+    home = Path(os.environ.get("EVALKIT_LLAMA_TOOLS", default))
+    candidates += sorted(home.glob("*/build/bin/llama-server"))
     for path in candidates:
         if not (path.is_file() and os.access(path, os.X_OK)):
             continue
