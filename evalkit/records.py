@@ -58,6 +58,7 @@ class CheckOutcome(BaseModel):
     value: Any = None
     reason: str
     passed_loose: bool
+    spans: list[tuple[int, int]] | None = None  # failing [start, end) offsets in the output, when located
 
 
 class SampleRecord(BaseModel):
@@ -247,6 +248,9 @@ class KldSummary(ScoredCorpus):
     kld_p99: float
     kld_p999: float
     kld_max: float
+    # The per-token KLD distribution, compact: KLD at each level of KLD_QUANTILE_LEVELS (report plots it).
+    kld_quantile_levels: list[float] | None = None
+    kld_quantiles: list[float] | None = None
     same_top_pct: float
     same_top_se_pct: float
     same_top_se_clustered_pct: float | None = None

@@ -45,13 +45,25 @@ class ForbiddenParams(Params):
 def _forbidden_phrases(text: str, p: ForbiddenParams) -> CheckResult:
     where = scope(text, p.scope)
     hits: list[str] = []
+    spans: list[tuple[int, int]] = []
+    base = _offset(text, where, p.scope)
     for phrase in p.phrases:
         for pattern in phrase_patterns(phrase, p.variants):
-            hits.extend(m.group(0) for m in pattern.finditer(where))
+            for m in pattern.finditer(where):
+                hits.append(m.group(0))
+                spans.append((base + m.start(), base + m.end()))
     if hits:
         shown = ", ".join(repr(h) for h in dict.fromkeys(h.lower() for h in hits))
-        return CheckResult(passed=False, value=hits, reason=f"forbidden phrase(s) used: {shown}")
+        return CheckResult(passed=False, value=hits, reason=f"forbidden phrase(s) used: {shown}", spans=sorted(set(spans)))
     return CheckResult(passed=True, value=[], reason="no forbidden phrase")
+
+
+def _offset(text: str, part: str, where: str) -> int:
+    """Where the scoped part starts in the text (a paragraph is a stripped block of it)."""
+    if where == "all" or not part:
+        return 0
+    i = text.find(part) if where == "first_paragraph" else text.rfind(part)
+    return max(i, 0)
 
 
 class KeywordParams(Params):
