@@ -80,3 +80,56 @@ def print_generation(result: RunResult, console: Console) -> None:
     for line in extras:
         console.print(line)
     console.print(f"results: {result.run_id} → results.json, samples.jsonl")
+
+
+# --------------------------------------------------------------------------------------------
+# Tables that fit: no number or header word is ever split; columns are dropped instead.
+
+
+def table_width(columns: list[tuple[str, list[str]]], box: bool = True) -> int:
+    """Characters a rich table needs with every cell and header on one line: text + 2 padding
+    per column, plus the vertical borders."""
+    inner = sum(max([len(h), *(len(c) for c in cells)]) + 2 for h, cells in columns)
+    return inner + (len(columns) + 1 if box else max(len(columns) - 1, 0))
+
+
+def fit_columns(
+    columns: list[tuple[str, list[str]]], width: int, keep: int = 1, priority: list[int] | None = None
+) -> tuple[list[int], list[int]]:
+    """(shown, dropped) column indices: drop columns, lowest priority first (by default the
+    rightmost), until the table fits `width`. The first `keep` columns are never dropped."""
+    order = priority if priority is not None else list(range(len(columns)))
+    shown = list(range(len(columns)))
+    dropped: list[int] = []
+    for i in reversed(order):
+        if table_width([columns[j] for j in shown]) <= width:
+            break
+        if i < keep:
+            continue
+        shown.remove(i)
+        dropped.append(i)
+    return shown, sorted(dropped)
+
+
+def fitted_table(
+    title: str,
+    columns: list[tuple[str, list[str]]],
+    width: int,
+    *,
+    left: set[str] = frozenset(),  # type: ignore[assignment]
+    keep: int = 1,
+    sections: set[int] = frozenset(),  # type: ignore[assignment]
+    caption: str | None = None,
+) -> tuple[Table, list[str]]:
+    """A rich table of whole cells (no_wrap) holding the columns that fit, and the dropped headers."""
+    shown, dropped = fit_columns(columns, width, keep)
+    table = Table(title=escape(title), title_justify="left", caption=caption, caption_justify="left")
+    for i in shown:
+        h = columns[i][0]
+        table.add_column(escape(h), justify="left" if h in left else "right", no_wrap=True)
+    n_rows = max((len(c) for _, c in columns), default=0)
+    for r in range(n_rows):
+        if r in sections:
+            table.add_section()
+        table.add_row(*[escape(columns[i][1][r]) for i in shown])
+    return table, [columns[i][0] for i in dropped]
