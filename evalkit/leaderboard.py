@@ -63,10 +63,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 # The terminal leaderboard's column sets. COMPACT fits 100 columns for a typical ladder; columns
 # that still do not fit are dropped (never cut), rightmost in PRIORITY first, and named.
-COMPACT = ["model", "variant", "settings", "size_gb", "memory_gb", "pp_tokens_per_s", "tg_tokens_per_s",
-           "gen_tokens_per_s", "pass_strict", "kld_mean", "kld_p99", "same_top_pct", "ppl", "recommended"]  # fmt: skip
-PRIORITY = ["variant", "model", "tg_tokens_per_s", "kld_mean", "pass_strict", "memory_gb", "recommended",
-            "gen_tokens_per_s", "size_gb", "pp_tokens_per_s", "kld_p99", "same_top_pct", "ppl", "settings"]  # fmt: skip
+COMPACT = ["model", "variant", "settings", "memory_gb", "pp_tokens_per_s", "tg_tokens_per_s", "pass_strict",
+           "kld_mean", "kld_p99", "same_top_pct", "recommended"]  # fmt: skip
+PRIORITY = ["variant", "model", "tg_tokens_per_s", "gen_tokens_per_s", "kld_mean", "pass_strict", "memory_gb",
+            "recommended", "pp_tokens_per_s", "kld_p99", "same_top_pct", "size_gb", "ppl", "settings"]  # fmt: skip
 WIDE = ["model", "variant", "settings", "size_gb", "bits_per_weight", "memory_gb", "pp_tokens_per_s",
         "tg_tokens_per_s", "gen_tokens_per_s", "chars_per_s", "ttft_s", "pass_strict", "pass_loose",
         "output_chars_mean", "ppl", "kld_mean", "kld_p99", "same_top_pct", "gen_samples", "pareto_speed",
@@ -91,10 +91,14 @@ def table_columns(df, spec: str | None, wide: bool) -> list[str]:
             raise ReportError(f"--columns: unknown column(s) {', '.join(unknown) or '(none given)'}; "
                               "see the column reference in docs/leaderboard.md or --csv")  # fmt: skip
         return cols
-    return WIDE if wide else COMPACT
+    if wide:
+        return WIDE
+    if "tg_tokens_per_s" not in df.columns or df["tg_tokens_per_s"].drop_nulls().len() == 0:  # no task=speed
+        return [("gen_tokens_per_s" if c == "tg_tokens_per_s" else c) for c in COMPACT]
+    return COMPACT
 
 
-def _print_table(df, console, columns: list[str] | None = None, fit: bool = True) -> list[str]:
+def _print_table(df, console, columns: list[str] | None = None, fit: bool = True, explicit: bool = False) -> list[str]:
     """The chosen columns per machine; columns equal on every row go into the title. Cells are
     whole: a column that does not fit the console is dropped and returned, never cut."""
     from evalkit.report.html import _fmt
@@ -104,7 +108,7 @@ def _print_table(df, console, columns: list[str] | None = None, fit: bool = True
     dropped_all: list[str] = []
     for hw in df["hardware"].unique(maintain_order=True).to_list():
         part = df.filter(df["hardware"] == hw)
-        cols = [c for c in wanted if c in part.columns and (columns or part[c].drop_nulls().len() > 0)]
+        cols = [c for c in wanted if c in part.columns and (explicit or part[c].drop_nulls().len() > 0)]
         same = [c for c in ("model", "settings") if c in cols and part[c].n_unique() == 1 and len(part) > 1]
         title = " · ".join([f"leaderboard · {hw}", *(f"{c} {part[c][0]}" for c in same)])
         cols = [c for c in cols if c not in same]
@@ -117,7 +121,10 @@ def _print_table(df, console, columns: list[str] | None = None, fit: bool = True
 
         shown, dropped = fit_columns(data, width, keep=1, priority=[cols.index(c) for c in cols_sorted])
         table, _ = fitted_table(title, [data[i] for i in shown], width, left={HEADERS.get(c, c) for c in ("model", "variant", "settings")})
-        console.print(table, width=width, crop=False)
+        narrow = console.width
+        console.width = width  # --wide: as wide as the table, however wide the terminal
+        console.print(table)
+        console.width = narrow
         dropped_all += [cols[i] for i in dropped if cols[i] not in dropped_all]
     return dropped_all
 
@@ -152,8 +159,10 @@ def run(argv: list[str]) -> int:
         pairs.extend(build_pairs(loaded.runs, spec, warnings, n_boot=args.bootstrap, seed=args.seed))
 
     shown = _warn(warnings, shown)
+    columns = table_columns(df, args.columns, args.wide)  # a wrong --columns is an error even with --quiet
     if not args.quiet:
-        dropped = _print_table(df, console, table_columns(df, args.columns, args.wide), fit=not args.wide)
+        dropped = _print_table(df, console, columns, fit=not args.wide,
+                               explicit=bool(args.columns))  # fmt: skip
         if dropped:
             console.print(f"not shown (too wide for {console.width} columns): {', '.join(dropped)}; "
                           "--wide, --columns a,b,c or --width N shows them", markup=False)  # fmt: skip

@@ -346,39 +346,13 @@ def memory_lines(mem: dict[str, Any]) -> list[str]:
 
 
 def print_pair(report: PairReport, console) -> None:
-    from rich.table import Table
+    from evalkit.report.tables import pair_table
 
-    table = Table(
-        title=f"{report.a} / {report.b} · task {report.task} · factor: {report.factor}",
-        title_justify="left",
-        caption=f"ratios A/B with 95% bootstrap intervals ({report.n_boot} resamples, seed {report.seed}); "
-        f"'noise' = {NOISE} (the interval covers 1.0)",
-        caption_justify="left",
-    )
-    short = {"chars_per_s": "chars/s", "gen_tokens_per_s": "gen tok/s", "total_s": "time s", "output_chars": "chars"}
-    table.add_column("prompt", overflow="fold", max_width=16)
-    table.add_column("n A/B", justify="right")
-    for m in METRICS:  # generation tokens/s: ratio only, to fit a terminal; the HTML has all
-        if m != "gen_tokens_per_s":
-            table.add_column(f"{short[m]} A", justify="right", overflow="fold")
-            table.add_column("B", justify="right", overflow="fold")
-        table.add_column(f"{short[m]} A/B", justify="right", overflow="fold", min_width=11)
-
-    def cells(row, counts) -> list[str]:
-        out = [f"{counts[0]}/{counts[1]}"]
-        for m in METRICS:
-            r = row[m]
-            if m != "gen_tokens_per_s":
-                out += [_val(r.a, m), _val(r.b, m)]
-            out.append(fmt_ratio(r))
-        return out
-
-    for pid, row in report.per_prompt.items():
-        table.add_row(pid, *cells(row, report.counts[pid]))
-    table.add_section()
-    total_n = (sum(c[0] for c in report.counts.values()), sum(c[1] for c in report.counts.values()))
-    table.add_row("total", *cells(report.total, total_n))
+    table, dropped = pair_table(report, console.width)  # whole cells; what does not fit is named
     console.print(table)
+    if dropped:
+        console.print(f"not shown (too wide for {console.width} columns): {', '.join(dropped)}; "
+                      "--width N, --json or --html show them", markup=False)  # fmt: skip
     for m in METRICS:
         r = report.total[m]
         if r.ratio is not None:

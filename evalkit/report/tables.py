@@ -133,3 +133,36 @@ def fitted_table(
             table.add_section()
         table.add_row(*[escape(columns[i][1][r]) for i in shown])
     return table, [columns[i][0] for i in dropped]
+
+
+def pair_table(report, width: int) -> tuple[Table, list[str]]:
+    """The pair report's table with whole cells: per metric A, B and A/B [95% CI]; the A and B
+    values go first when the terminal is narrow, then the least-used ratios (see `dropped`)."""
+    from evalkit.metrics.bootstrap import METRICS
+    from evalkit.report.pairs import NOISE, _val, fmt_ratio
+
+    short = {"chars_per_s": "chars/s", "gen_tokens_per_s": "gen tok/s", "total_s": "time s", "output_chars": "chars"}
+    prompts = list(report.per_prompt)
+    rows = [(p, report.per_prompt[p], report.counts[p]) for p in prompts]
+    total_n = (sum(c[0] for c in report.counts.values()), sum(c[1] for c in report.counts.values()))
+    rows.append(("total", report.total, total_n))
+    cols: list[tuple[str, list[str]]] = [("prompt", [r[0] for r in rows]), ("n A/B", [f"{c[0]}/{c[1]}" for _, _, c in rows])]
+    prio_ratio, prio_val = [], []
+    for m in METRICS:
+        prio_val.append(len(cols))
+        cols.append((f"{short[m]} A", [_val(r[m].a, m) for _, r, _ in rows]))
+        prio_val.append(len(cols))
+        cols.append((f"{short[m]} B", [_val(r[m].b, m) for _, r, _ in rows]))
+        prio_ratio.append(len(cols))
+        cols.append((f"{short[m]} A/B", [fmt_ratio(r[m]) for _, r, _ in rows]))
+    priority = [0, 1, *prio_ratio, *prio_val]
+    shown, dropped = fit_columns(cols, width, keep=1, priority=priority)
+    caption = (
+        f"ratios A/B with 95% bootstrap intervals ({report.n_boot} resamples, seed {report.seed}); "
+        f"'noise' = {NOISE} (the interval covers 1.0)"
+    )
+    table, _ = fitted_table(
+        f"{report.a} / {report.b} · task {report.task} · factor: {report.factor}",
+        [cols[i] for i in shown], width, left={"prompt"}, sections={len(rows) - 1}, caption=caption,
+    )  # fmt: skip
+    return table, [cols[i][0] for i in dropped]
