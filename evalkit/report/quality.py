@@ -134,21 +134,29 @@ def _plt(salt: str):
 
 def kld_svg(curves: list[KldCurve]) -> str:
     """Per-token KLD against percentile, one line per variant, KLD on a log axis (clipped at 1e-6:
-    a variant identical to the reference sits on the floor)."""
+    a variant identical to the reference sits on the floor). Left: all tokens; right: the worst
+    10%, against the share of tokens with a larger KLD on a log axis, so p99.9 is as visible as p50."""
     plt = _plt("kld")
-    fig, ax = plt.subplots(figsize=(9.5, 4.6), dpi=100)
+    fig, (ax, tail) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=100, gridspec_kw={"width_ratios": [3, 2]})
     floor = 1e-6
     for c in curves:
-        xs = [100 * q for q in c.levels]
         ys = [max(v, floor) for v in c.values]
-        ax.plot(xs, ys, "-", lw=1.6, label=f"{c.label} (mean {c.mean:.4g})")
+        (line,) = ax.plot([100 * q for q in c.levels], ys, "-", lw=1.6, label=f"{c.label} (mean {c.mean:.4g})")
+        pts = [(1 - q, y) for q, y in zip(c.levels, ys) if 0.9 <= q < 1.0]
+        tail.plot([100 * p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, lw=1.4, color=line.get_color())
     ax.set_yscale("log")
     ax.set_xlim(0, 100)
     ax.set_xlabel("percentile of scored tokens")
     ax.set_ylabel("KL divergence to the reference (nats/token)")
-    ax.set_title(f"per-token KLD against {curves[0].reference} on {curves[0].corpus}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.25)
+    ax.set_title("all tokens", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
+    tail.set_xscale("log")
+    tail.set_yscale("log")
+    tail.invert_xaxis()
+    tail.set_xlabel("% of tokens with a larger KLD (10% = p90, 0.01% = p99.99)")
+    tail.set_title("the tail", fontsize=9)
+    for a in (ax, tail):
+        a.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
     return _svg(fig)
 
@@ -166,6 +174,7 @@ def kld_html(curves: list[KldCurve], missing: list[str]) -> str:
         body.append(f"<tr><td class='l'>{html.escape(c.label)}</td><td>{c.mean:.4g}</td>{cells}<td>{c.values[-1]:.4g}</td></tr>")
     note = f"<p class='muted'>no curve for {html.escape(', '.join(missing))} (recorded before it was kept)</p>" if missing else ""
     return (
+        f"<p class='muted'>per-token KLD against {html.escape(curves[0].reference)} on {html.escape(curves[0].corpus)}</p>"
         f"<div class='plot kld-plot' id='kld-plot'>{kld_svg(curves)}</div>"
         f"<div class='scroll'><table id='kld-table'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
         "<p class='muted'>Each line: the KLD of the tokens at that percentile (every percent, finer in the tail); a "
