@@ -40,11 +40,9 @@ def print_generation(result: RunResult, console: Console) -> None:
     g = result.generation
     if g is None:
         return
-    table = Table(title=escape(header(result)), title_justify="left")  # "[remote]" is no markup
-    for col in ("prompt", "category", "n", "strict", "loose", "chars", "gen tok/s", "chars/s", "seconds"):
-        table.add_column(col, justify="left" if col in ("prompt", "category") else "right")
-    for pid, p in g.per_prompt.items():
-        table.add_row(
+    heads = ("prompt", "category", "n", "strict", "loose", "chars", "gen tok/s", "chars/s", "seconds")
+    rows = [
+        [
             pid,
             p.category,
             f"{p.n}" + (f" (+{p.n_failed} failed)" if p.n_failed else ""),
@@ -54,9 +52,10 @@ def print_generation(result: RunResult, console: Console) -> None:
             fmt_stat(p.gen_tokens_per_s),
             fmt_stat(p.chars_per_s),
             fmt_stat(p.total_s),
-        )
-    table.add_section()
-    table.add_row(
+        ]
+        for pid, p in g.per_prompt.items()
+    ]
+    rows.append([
         "all",
         f"{g.n_truncated} truncated" if g.n_truncated else "",
         f"{g.n_samples}" + (f" (+{g.n_failed} failed)" if g.n_failed else ""),
@@ -66,7 +65,15 @@ def print_generation(result: RunResult, console: Console) -> None:
         fmt_stat(g.gen_tokens_per_s),
         fmt_stat(g.chars_per_s),
         f"{g.total_s:.1f} total",
-    )
+    ])  # fmt: skip
+    columns = [(h, [r[i] for r in rows]) for i, h in enumerate(heads)]
+    # whole cells: at a narrow width the category, then the rightmost columns are dropped, never cut
+    shown, dropped = fit_columns(columns, console.width, keep=1, priority=[0, 2, 3, 4, 5, 6, 7, 8, 1])
+    table, _ = fitted_table(header(result), [columns[i] for i in shown], console.width,
+                            left={"prompt", "category"}, sections={len(rows) - 1})  # fmt: skip
+    if dropped:
+        table.caption = "not shown at this width: " + ", ".join(heads[i] for i in dropped)
+        table.caption_justify = "left"
     console.print(table)
     extras = [f"time to first token {fmt_stat(g.ttft_s, 3)} s", f"prompt {fmt_stat(g.prompt_tokens_per_s, 0)} tok/s"]
     if g.acceptance_rate is not None:

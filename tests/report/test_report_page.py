@@ -238,3 +238,21 @@ def test_report_in_chromium_fits_and_fetches_nothing(page_tree, tmp_path):
 
     img = mpimg.imread(shot)
     assert img.shape[:2] == (1000, 1400) and img[..., :3].std() > 0.05
+
+
+@pytest.mark.parametrize("width", [80, 100, 140])
+def test_run_end_generation_table_keeps_cells_whole(page_tree, width):
+    from evalkit.records import RunResult
+    from evalkit.report.tables import fmt_stat, pct, print_generation
+
+    path = next(p for p in page_tree.rglob("results.json") if "constraints" in p.parts)
+    result = RunResult.model_validate_json(path.read_text())
+    console = Console(width=width, record=True, file=io.StringIO())
+    print_generation(result, console)
+    out = console.export_text()
+    table = out.split("results:")[0]
+    g = result.generation
+    cells = ["prompt", "strict", "gen tok/s", "capital", "advice", pct(g.pass_rate_strict), f"{g.total_chars}",
+             fmt_stat(g.gen_tokens_per_s), *(pct(p.pass_rate_loose) for p in g.per_prompt.values())]  # fmt: skip
+    _cells_whole(table, cells, width)
+    assert ("not shown at this width" in out) == (width < 100) or width >= 100
