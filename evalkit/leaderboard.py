@@ -98,29 +98,28 @@ def table_columns(df, spec: str | None, wide: bool) -> list[str]:
     return COMPACT
 
 
-def _print_table(df, console, columns: list[str] | None = None, fit: bool = True, explicit: bool = False) -> list[str]:
+def _print_table(df, console, columns: list[str], fit: bool = True, explicit: bool = False) -> list[str]:
     """The chosen columns per machine; columns equal on every row go into the title. Cells are
-    whole: a column that does not fit the console is dropped and returned, never cut."""
+    whole: a column that does not fit the console is dropped (returned), never cut. Dropped first:
+    the last of PRIORITY, or with --columns the last named."""
     from evalkit.report.html import _fmt
-    from evalkit.report.tables import fitted_table, table_width
+    from evalkit.report.tables import fit_columns, fitted_table, table_width
 
-    wanted = columns or COMPACT
     dropped_all: list[str] = []
     for hw in df["hardware"].unique(maintain_order=True).to_list():
         part = df.filter(df["hardware"] == hw)
-        cols = [c for c in wanted if c in part.columns and (explicit or part[c].drop_nulls().len() > 0)]
+        cols = [c for c in columns if c in part.columns and (explicit or part[c].drop_nulls().len() > 0)]
         same = [c for c in ("model", "settings") if c in cols and part[c].n_unique() == 1 and len(part) > 1]
         title = " · ".join([f"leaderboard · {hw}", *(f"{c} {part[c][0]}" for c in same)])
         cols = [c for c in cols if c not in same]
-        rank = {c: i for i, c in enumerate(PRIORITY)}
-        cols_sorted = sorted(cols, key=lambda c: rank.get(c, len(rank) + cols.index(c)))
-        data = [(HEADERS.get(c, c.replace("_", " ")), [_fmt(row.get(c), c) for row in part.iter_rows(named=True)]) for c in cols]
+        rank = {c: i for i, c in enumerate([] if explicit else PRIORITY)}
+        priority = sorted(range(len(cols)), key=lambda i: rank.get(cols[i], len(rank) + i))
+        rows = list(part.iter_rows(named=True))
+        data = [(HEADERS.get(c, c.replace("_", " ")), [_fmt(row.get(c), c) for row in rows]) for c in cols]
         width = console.width if fit else max(console.width, table_width(data))
-        # fit_columns drops from the end of a priority order: give it the display order's indices
-        from evalkit.report.tables import fit_columns
-
-        shown, dropped = fit_columns(data, width, keep=1, priority=[cols.index(c) for c in cols_sorted])
-        table, _ = fitted_table(title, [data[i] for i in shown], width, left={HEADERS.get(c, c) for c in ("model", "variant", "settings")})
+        shown, dropped = fit_columns(data, width, keep=1, priority=priority)
+        left = {HEADERS.get(c, c) for c in ("model", "variant", "settings")}
+        table, _ = fitted_table(title, [data[i] for i in shown], width, left=left)
         narrow = console.width
         console.width = width  # --wide: as wide as the table, however wide the terminal
         console.print(table)
