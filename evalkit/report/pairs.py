@@ -323,6 +323,25 @@ def build_pairs(
     return reports
 
 
+def pair_rows(report: PairReport) -> list[dict[str, Any]]:
+    """Flat rows for a CSV: one per speed ratio (per prompt and total) and one per quality row."""
+    head = {"a": report.a, "b": report.b, "task": report.task, "factor": report.factor,
+            "confounds": "; ".join(report.confounds)}  # fmt: skip
+    out = []
+    for scope, row in [*report.per_prompt.items(), ("total", report.total)]:
+        for m, r in row.items():
+            out.append({**head, "kind": "speed", "scope": scope, "metric": m, "a_value": r.a, "b_value": r.b,
+                        "effect": r.ratio, "effect_unit": "ratio A/B", "ci_low": r.lo, "ci_high": r.hi, "p": r.p,
+                        "test": "t on log ratio" if r.lo is not None else None, "detectable": r.mde,
+                        "n": None, "a_only": None, "b_only": None, "verdict": report.verdict(r)})  # fmt: skip
+    for q in report.quality:
+        out.append({**head, "kind": "quality", "scope": "total", "metric": q.metric, "a_value": q.a, "b_value": q.b,
+                    "effect": q.diff, "effect_unit": "A - B (share)" if q.unit == "pts" else "A - B (nats)",
+                    "ci_low": q.lo, "ci_high": q.hi, "p": q.p, "test": q.test, "detectable": q.mde, "n": q.n,
+                    "a_only": q.a_only, "b_only": q.b_only, "verdict": q.verdict})  # fmt: skip
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Text
 
