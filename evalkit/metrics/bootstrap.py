@@ -12,9 +12,11 @@ Total over prompts: the per-prompt means summed (so unequal sample counts do not
 prompts), throughput = total chars / total time, as the published "total generation time over
 six prompts" comparisons do.
 
-Each ratio's interval is a t interval on its log: the delta-method variance of log(metric) per
-side, summed over prompts for the total, with Welch-Satterthwaite degrees of freedom. Samples are
-treated as independent draws within a prompt and side (not paired by seed), prompts as strata.
+Each ratio's interval is a t interval on its log: the delete-one jackknife variance of
+log(metric) per prompt and side (summed over prompts and sides), with Welch-Satterthwaite
+degrees of freedom. Samples are independent draws within a prompt and side (not paired by
+seed: the same seed on two quantizations gives different answers and unshared timing noise),
+prompts are strata.
 No interval below MIN_N draws a side per prompt (MIN_N_TOTAL for the total), said so in `note`.
 """
 
@@ -29,7 +31,7 @@ from evalkit.metrics.intervals import MIN_N, MIN_N_TOTAL, log_ratio_test, satter
 # Column order of a side's per-prompt sample matrix.
 COLUMNS = ("chars", "total_s", "gen_tokens", "generation_s")
 METRICS = ("chars_per_s", "gen_tokens_per_s", "total_s", "output_chars")
-INTERVAL = "95% t interval on the log ratio (delta method, Welch-Satterthwaite df), prompts as strata"
+INTERVAL = "95% t interval on the log ratio (jackknife SE within prompt and side, Welch-Satterthwaite df)"
 
 
 @dataclass
@@ -67,19 +69,23 @@ def _metrics(means: np.ndarray) -> np.ndarray:
 
 
 def _log_var(x: np.ndarray, norms: np.ndarray) -> np.ndarray:
-    """Delta-method variance contribution of one prompt's samples to log(metric), per metric.
+    """Jackknife variance contribution of one prompt's samples to log(metric), per metric.
 
-    x: (..., n, 4) samples; norms: (..., 4) the column means (per-prompt ratio) or column sums
-    of prompt means (total) that the metric is a ratio of. Linearised log(sum mx / sum my):
-    sum over the prompt's samples of (x/Mx - y/My) / n, variance var(.)/n, n - 1 df.
+    x: (..., n, 4) samples; norms: (..., 4) the column means the metric is a ratio of, for a
+    per-prompt ratio, or the column sums of all prompts' means, for the total. Each sample of the
+    prompt is left out in turn (the prompt's mean recomputed from the other n - 1, the other
+    prompts unchanged); variance (n - 1)/n * sum (theta_i - mean theta)^2, n - 1 df. The plain
+    delta method gave 6.5% "distinguishable" verdicts between identical variants per prompt; the
+    jackknife stays within 3.5-5.8% at n = 3..10 (tests/metrics/test_interval_coverage.py).
     """
     n = x.shape[-2]
     if n < 2:
         return np.full(x.shape[:-2] + (4,), np.nan)
+    mean = x.mean(axis=-2)
+    loo = (x.sum(axis=-2)[..., None, :] - x) / (n - 1)  # prompt means without sample i
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = x / norms[..., None, :]
-        z = np.stack([r[..., 0] - r[..., 1], r[..., 2] - r[..., 3], r[..., 1], r[..., 0]], axis=-1)
-        return z.var(axis=-2, ddof=1) / n
+        theta = np.log(_metrics(norms[..., None, :] - mean[..., None, :] + loo))
+        return (n - 1) / n * ((theta - theta.mean(axis=-2, keepdims=True)) ** 2).sum(axis=-2)
 
 
 def ratio_tests(a: list[np.ndarray], b: list[np.ndarray]):

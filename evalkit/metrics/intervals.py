@@ -4,9 +4,9 @@ Why not a percentile bootstrap: from 2-10 draws a side its intervals are far too
 measured 32% "distinguishable" verdicts between identical variants at n = 2). Instead:
 
 * Speed and volume ratios (ratio of means per prompt, ratio of sums over prompts) get a t
-  interval on the log ratio. The standard error is the delta-method (linearised) one, per prompt
-  and side, with Welch-Satterthwaite degrees of freedom over the prompt-and-side components, so
-  two draws a side give roughly 1-2 degrees of freedom and a correspondingly wide interval.
+  interval on the log ratio (evalkit/metrics/bootstrap.py): a delete-one jackknife standard
+  error per prompt and side, Welch-Satterthwaite degrees of freedom over those components, so
+  three draws a side give 2-4 degrees of freedom and a correspondingly wide interval.
   Samples are not paired by seed: the same seed on two quantizations gives different answers
   and timing noise is not shared, so pairing would claim a correlation that is not there.
 * Paired pass/fail outcomes (same prompt, same seed) get Newcombe's hybrid score interval with
@@ -165,6 +165,7 @@ def satterthwaite(var_parts: np.ndarray, df_parts: np.ndarray, axis: int = -1) -
 
 def log_ratio_test(log_ratio, se, df) -> LogRatioTest:
     log_ratio, se, df = np.broadcast_arrays(*(np.asarray(v, float) for v in (log_ratio, se, df)))
+    log_ratio = np.where(np.abs(log_ratio) < 1e-12, 0.0, log_ratio)  # rounding, not an effect
     dfc = np.where(np.isfinite(df), df, 1e6)
     q975 = t_quantile(0.975, dfc)
     q80 = t_quantile(POWER, dfc)
