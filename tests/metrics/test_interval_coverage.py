@@ -7,8 +7,13 @@ total over six prompts, through the same vectorised code the report runs (ratio_
 deterministic. SIMS = 2000 replicates: the binomial SE of a 5% rate is 0.49%, so 5% +/- 2% is a
 > 4 sigma band for the totals, and per-prompt rates pool six prompts (SE 0.2%).
 
+Measured (this file's seeds): 3.5-5.8% at every n and metric, per prompt and total; power for a
+1.3x throughput change at n = 5: 96% per prompt, 99.95% total; a true effect equal to the printed
+"detectable" (8.9%) is found 75% of the time.
+
 Pass rates and accuracy are discrete: no non-randomised test reaches exactly 5% at a few dozen
-pairs, so for them the bound is one-sided (never above 7%), and the measured rates are stated.
+pairs, so for them the bound is one-sided (never above 7%): measured 0.2-4.4% at 12-120 pairs;
+power for a 20-point drop 64% at 60 pairs, 93% at 120.
 """
 
 from __future__ import annotations
