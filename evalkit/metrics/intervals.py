@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -127,6 +128,12 @@ def t_quantile(q: float, df) -> np.ndarray:
         if np.all(np.abs(step) < 1e-10 * np.maximum(t, 1)):
             break
     return t
+
+
+@lru_cache(maxsize=1024)
+def t_quantile_scalar(q: float, df: float) -> float:
+    """t_quantile for one (q, df), cached: the clustered intervals ask for the same few df."""
+    return float(t_quantile(q, df))
 
 
 def _normal_quantile(q: float) -> float:
@@ -319,8 +326,8 @@ def clustered_difference(a: np.ndarray, b: np.ndarray, chunk: np.ndarray) -> Clu
         return out
     sums = np.bincount(inverse, weights=d - d.mean(), minlength=g)
     se = float(np.sqrt(g / (g - 1) * np.sum(sums * sums)) / d.size)
-    q975 = float(t_quantile(0.975, g - 1))
-    q80 = float(t_quantile(POWER, g - 1))
+    q975 = t_quantile_scalar(0.975, g - 1)
+    q80 = t_quantile_scalar(POWER, g - 1)
     out.se = se
     out.lo, out.hi = out.diff - q975 * se, out.diff + q975 * se
     out.p = float(t_two_sided_p(out.diff / se, g - 1)) if se > 0 else (1.0 if out.diff == 0 else 0.0)
