@@ -120,7 +120,7 @@ class MemoryRecord(BaseModel):
     # Speculative decoding with a draft or MTP model: what that second model adds.
     draft_file_size_bytes: int | None = None
     draft_model_buffer_bytes: int | None = None
-    draft_kv_cache_bytes: int | None = None  # null for an MTP drafter: it shares the target's
+    draft_kv_cache_bytes: int | None = None  # 0 for an MTP drafter: it reads the target's
     draft_compute_buffer_bytes: int | None = None
 
 

@@ -145,11 +145,15 @@ class LlamaCppBackend:
         """What the draft model adds to memory: its file, and llama.cpp's own buffer sizes."""
         if self.drafter is None or self.draft_path is None:
             return {}
-        facts = _parse_load_log(getattr(self.drafter, "load_log", "") or "")
+        log = getattr(self.drafter, "load_log", "") or ""
+        facts = _parse_load_log(log)
+        # An MTP drafter's cache lines describe the target's layers it reads ("sharing with
+        # layer N"): it allocates no KV cache of its own.
+        shared = "sharing with layer" in log
         return {
             "draft_file_size_bytes": Path(self.draft_path).stat().st_size,
             "draft_model_buffer_bytes": facts.model_buffer_bytes,
-            "draft_kv_cache_bytes": facts.kv_cache_bytes,
+            "draft_kv_cache_bytes": 0 if shared else facts.kv_cache_bytes,
             "draft_compute_buffer_bytes": facts.compute_buffer_bytes,
         }
 
@@ -532,9 +536,12 @@ def open_backend(cfg, **overrides):
     from evalkit.models import load_model_config, resolve_model
 
     resolved = resolve_model(cfg.model)
+    refuse_mtp_only(cfg.model.name, resolved.gguf.architecture, "model")
     bcfg = cfg.backend
     draft_name = mtp_drafter_name(cfg) if bcfg.speculative == "mtp" else bcfg.draft_model
     draft = resolve_model(load_model_config(draft_name)) if draft_name and bcfg.speculative != "prompt_lookup" else None
+    if draft is not None and bcfg.speculative == "draft":
+        refuse_mtp_only(draft_name, draft.gguf.architecture, "speculative=draft model")
     drafter = make_drafter(bcfg, lambda name: draft, resolved.gguf.vocab_sha256)
     backend = LlamaCppBackend(bcfg, str(resolved.path), drafter=drafter, **overrides)
     if draft is not None:
@@ -548,6 +555,19 @@ def open_backend(cfg, **overrides):
             backend.close()
             raise
     return OpenedBackend(backend=backend, model=model_record(resolved), resolved=resolved)
+
+
+# Architectures that only run inside a target's context (they read its KV cache).
+MTP_ONLY_ARCHITECTURES = ("gemma4-assistant",)
+
+
+def refuse_mtp_only(name: str, architecture: str | None, role: str) -> None:
+    """An MTP assistant cannot run alone: llama.cpp would fail with a log line that says little."""
+    if architecture in MTP_ONLY_ARCHITECTURES:
+        raise ConfigError(
+            f"{name} is an MTP drafter ({architecture}) and cannot be used as the {role}; "
+            f"use it as backend.draft_model with backend.speculative=mtp"
+        )
 
 
 def mtp_drafter_name(cfg) -> str:
