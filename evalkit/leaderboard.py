@@ -34,8 +34,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--max-memory-gb", type=float, help="memory budget in GB (10^9 bytes)")
     p.add_argument("--pair", action="append", default=[], metavar="A=B",
                    help="compare A against B (model names or name:variant); repeatable")  # fmt: skip
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for pair intervals")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--pair-csv", type=Path, help="write the pair reports' speed and quality rows as CSV")
+    p.add_argument("--bootstrap", type=int, default=2000, help="ignored: pair intervals are t intervals now (kept for old command lines)")
+    p.add_argument("--seed", type=int, default=0, help="ignored, as --bootstrap")
     p.add_argument("--include-incomplete", action="store_true", help="show interrupted/failed runs too")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     p.add_argument("--columns", metavar="A,B,C", help="leaderboard columns to print (any column of --csv)")
@@ -190,6 +191,14 @@ def run(argv: list[str]) -> int:
         _parent(args.parquet)
         df.write_parquet(args.parquet)
         written.append(str(args.parquet))
+    if args.pair_csv:
+        import polars as pl
+
+        from evalkit.report.pairs import pair_rows
+
+        _parent(args.pair_csv)
+        pl.DataFrame([r for p in pairs for r in pair_rows(p)], infer_schema_length=None).write_csv(args.pair_csv)
+        written.append(str(args.pair_csv))
     if args.json:
         _parent(args.json)
         payload = {

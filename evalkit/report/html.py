@@ -13,9 +13,10 @@ from typing import Any
 
 import polars as pl
 
-from evalkit.metrics.bootstrap import METRICS
+from evalkit.metrics.bootstrap import INTERVAL, METRICS
+from evalkit.report.pair_quality import quality_html
 from evalkit.report.leaderboard import COLUMNS, DYNAMIC_DOCS, QUALITY_METRICS, Frontier, group_title
-from evalkit.report.pairs import METRIC_LABELS, NOISE, PairReport, fmt_ratio, memory_lines
+from evalkit.report.pairs import METRIC_LABELS, NOISE, PairReport, fmt_detectable, fmt_ratio, memory_lines
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2330;background:#fff}
@@ -170,7 +171,8 @@ def _pair_html(p: PairReport) -> str:
     )
     verdicts = "".join(
         f"<li>{html.escape(METRIC_LABELS[m])}: A/B {html.escape(fmt_ratio(p.total[m]).replace(' noise', ''))} — "
-        f"<b class='{_verdict_class(p.total[m])}'>{html.escape(p.verdict(p.total[m]))}</b></li>"
+        f"<b class='{_verdict_class(p.total[m])}'>{html.escape(p.verdict(p.total[m]))}</b>"
+        f"{html.escape(' (' + fmt_detectable(p.total[m]) + ')' if p.total[m].mde is not None else '')}</li>"
         for m in METRICS
         if p.total[m].ratio is not None
     )
@@ -186,9 +188,9 @@ def _pair_html(p: PairReport) -> str:
     return (
         f"<h3 class='pair'>{html.escape(p.a)} / {html.escape(p.b)} · task {html.escape(p.task)} · factor: {html.escape(p.factor)}</h3>"
         f"<div style='overflow-x:auto'><table class='pair-table'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-        f"<p class='muted'>A/B ratios; 95% stratified bootstrap intervals over samples ({p.n_boot} resamples, seed {p.seed}). "
+        f"<p class='muted'>A/B ratios; {html.escape(INTERVAL)}; no interval below 3 samples a side. "
         f"<span class='noise'>Amber</span>: {NOISE} (the interval covers 1.0); <span class='sig'>blue</span>: distinguishable.</p>"
-        f"<ul>{verdicts}</ul>" + "".join(f"<p>{html.escape(x)}</p>" for x in mem_lines) + conf + notes
+        f"<ul>{verdicts}</ul>" + quality_html(p.quality) + "".join(f"<p>{html.escape(x)}</p>" for x in mem_lines) + conf + notes
     )
 
 

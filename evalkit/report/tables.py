@@ -93,15 +93,26 @@ def print_generation(result: RunResult, console: Console) -> None:
 # Tables that fit: no number or header word is ever split; columns are dropped instead.
 
 
-def table_width(columns: list[tuple[str, list[str]]], box: bool = True) -> int:
-    """Characters a rich table needs with every cell and header on one line: text + 2 padding
-    per column, plus the vertical borders."""
-    inner = sum(max([len(h), *(len(c) for c in cells)]) + 2 for h, cells in columns)
+def _need(header: str, cells: list[str], prose: bool) -> int:
+    if prose:  # wraps between words, never inside one; kept readable (24) when the text is longer
+        word = max(len(w) for text in [header, *cells] for w in (text.split() or [""]))
+        return min(max(len(t) for t in [header, *cells]), max(word, 24))
+    return max([len(header), *(len(c) for c in cells)])
+
+
+def table_width(columns: list[tuple[str, list[str]]], box: bool = True, prose: frozenset[str] = frozenset()) -> int:
+    """Characters a rich table needs with every cell and header on one line (prose columns: their
+    longest word): text + 2 padding per column, plus the vertical borders."""
+    inner = sum(_need(h, cells, h in prose) + 2 for h, cells in columns)
     return inner + (len(columns) + 1 if box else max(len(columns) - 1, 0))
 
 
 def fit_columns(
-    columns: list[tuple[str, list[str]]], width: int, keep: int = 1, priority: list[int] | None = None
+    columns: list[tuple[str, list[str]]],
+    width: int,
+    keep: int = 1,
+    priority: list[int] | None = None,
+    prose: frozenset[str] = frozenset(),
 ) -> tuple[list[int], list[int]]:
     """(shown, dropped) column indices: drop columns, lowest priority first (by default the
     rightmost), until the table fits `width`. The first `keep` columns are never dropped."""
@@ -109,7 +120,7 @@ def fit_columns(
     shown = list(range(len(columns)))
     dropped: list[int] = []
     for i in reversed(order):
-        if table_width([columns[j] for j in shown]) <= width:
+        if table_width([columns[j] for j in shown], prose=prose) <= width:
             break
         if i < keep:
             continue
@@ -127,13 +138,17 @@ def fitted_table(
     keep: int = 1,
     sections: set[int] = frozenset(),  # type: ignore[assignment]
     caption: str | None = None,
+    prose: frozenset[str] = frozenset(),
+    priority: list[int] | None = None,
 ) -> tuple[Table, list[str]]:
-    """A rich table of whole cells (no_wrap) holding the columns that fit, and the dropped headers."""
-    shown, dropped = fit_columns(columns, width, keep)
+    """A rich table of whole cells (no_wrap; `prose` columns wrap between words only) holding
+    the columns that fit, and the dropped headers."""
+    shown, dropped = fit_columns(columns, width, keep, priority, prose)
     table = Table(title=escape(title), title_justify="left", caption=caption, caption_justify="left")
     for i in shown:
         h = columns[i][0]
-        table.add_column(escape(h), justify="left" if h in left else "right", no_wrap=True)
+        table.add_column(escape(h), justify="left" if h in left else "right", no_wrap=h not in prose,
+                         overflow="fold" if h in prose else "ellipsis")  # fmt: skip
     n_rows = max((len(c) for _, c in columns), default=0)
     for r in range(n_rows):
         if r in sections:
@@ -146,7 +161,7 @@ def pair_table(report, width: int) -> tuple[Table, list[str]]:
     """The pair report's table with whole cells: per metric A, B and A/B [95% CI]; the A and B
     values go first when the terminal is narrow, then the least-used ratios (see `dropped`)."""
     from evalkit.metrics.bootstrap import METRICS
-    from evalkit.report.pairs import NOISE, _val, fmt_ratio
+    from evalkit.report.pairs import INTERVAL, NOISE, _val, fmt_ratio
 
     short = {"chars_per_s": "chars/s", "gen_tokens_per_s": "gen tok/s", "total_s": "time s", "output_chars": "chars"}
     prompts = list(report.per_prompt)
@@ -165,8 +180,8 @@ def pair_table(report, width: int) -> tuple[Table, list[str]]:
     priority = [0, 1, *prio_ratio, *prio_val]
     shown, dropped = fit_columns(cols, width, keep=1, priority=priority)
     caption = (
-        f"ratios A/B with 95% bootstrap intervals ({report.n_boot} resamples, seed {report.seed}); "
-        f"'noise' = {NOISE} (the interval covers 1.0)"
+        f"ratios A/B with {INTERVAL}; "
+        f"'noise' = {NOISE} (the interval covers 1.0); '(no CI)' = too few samples for an honest interval"
     )
     table, _ = fitted_table(
         f"{report.a} / {report.b} · task {report.task} · factor: {report.factor}",

@@ -147,8 +147,20 @@ def test_terminal_tables_never_split_a_cell(page_tree, width):
     console.print(table)
     out = console.export_text()
     cells = [str(col.header) for col in table.columns] + [str(c) for col in table.columns for c in col.cells]
-    assert any("[" in c and "x" in c for c in cells), "a ratio with its interval is shown"
+    assert any(re.fullmatch(r"\d+\.\d\dx.*", c) for c in cells), "the ratios are shown"
     _cells_whole(out, cells, width)
+
+    from evalkit.report.pair_quality import fmt_quality, print_quality
+
+    assert pair.quality, "paired pass rates per check"
+    console = Console(width=width, record=True, file=io.StringIO())
+    print_quality(pair.quality, console)
+    out = console.export_text()
+    shown = out.split("┃")  # the header row names the columns that fit
+    heads = ["metric", "n", "A", "B", "A - B [95% CI]", "test", "detectable"]
+    kept = [h for h in heads if any(part.strip() == h for part in shown)]
+    assert {"metric", "A - B [95% CI]"} <= set(kept)
+    _cells_whole(out.split("pass rates: Newcombe")[0], [c for q in pair.quality for c in (q.metric, fmt_quality(q)[2])], width)
     assert (width >= 140) == (not dropped) or width >= 140
 
 
