@@ -94,7 +94,10 @@ def summarize(
     summary = SpeculativeSummary(
         method=method_of(spec.config),
         num_pred_tokens=backend.get("num_pred_tokens"),
-        draft_model=backend.get("draft_model") if method_of(spec.config) == "draft" else None,
+        # The drafter the backend actually used (speculative=mtp may pick the family's own).
+        draft_model=(spec.backend.settings.get("draft_model") or backend.get("draft_model"))
+        if method_of(spec.config) in ("draft", "mtp")
+        else None,
         drafted_tokens=g.drafted_tokens if g else None,
         accepted_tokens=g.accepted_tokens if g else None,
         acceptance_rate=g.acceptance_rate if g else None,
@@ -111,6 +114,15 @@ def summarize(
     spec_recs, base_recs = [a[k] for k in keys], [b[k] for k in keys]
     summary.n_pairs = len(keys)
     summary.n_identical_outputs = sum(1 for x, y in zip(spec_recs, base_recs) if x.output == y.output)
+    base = RunResult.read(base_dir)
+    if base is not None and summary.n_identical_outputs < summary.n_pairs:
+        from evalkit.divergence import explain
+
+        summary.divergences = explain(spec, base, list(zip(spec_recs, base_recs)))
+        verdicts = [d.verdict for d in summary.divergences]
+        summary.n_numerics_explained = verdicts.count("numerics")
+        summary.n_unexplained = verdicts.count("unexplained")
+        summary.n_unchecked = verdicts.count("unchecked")
     summary.gen_tokens_per_s = _rate(spec_recs)
     summary.gen_tokens_per_s_baseline = _rate(base_recs)
     if summary.gen_tokens_per_s and summary.gen_tokens_per_s_baseline:
@@ -146,9 +158,25 @@ def describe(s: SpeculativeSummary) -> str:
             f"{s.speedup:.2f}×{ci} over {s.n_pairs} paired samples "
             f"({s.n_identical_outputs} with identical text)"
         )
+    if s.n_pairs and s.n_identical_outputs < s.n_pairs:
+        parts.append(lossless_line(s))
     elif s.baseline_run is None:
         parts.append("no run without speculation found beside it yet (run backend.speculative=none too)")
     return "; ".join(parts)
+
+
+def lossless_line(s: SpeculativeSummary) -> str:
+    """Identical / numerics-explained / unexplained, with the largest near-tie gap measured."""
+    line = (
+        f"lossless check: {s.n_identical_outputs} identical, {s.n_numerics_explained} differ by "
+        f"a near tie flipped by batch numerics, {s.n_unexplained} unexplained"
+    )
+    if s.n_unchecked:
+        line += f", {s.n_unchecked} unchecked"
+    gaps = [max(d.gap_single or 0, d.gap_batch or 0) for d in s.divergences if d.verdict == "numerics"]
+    if gaps:
+        line += f" (largest logit gap at a flip {max(gaps):.3g})"
+    return line
 
 
 def attach(run_dir: Path, result: RunResult, console=None) -> RunResult:
