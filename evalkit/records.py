@@ -49,6 +49,8 @@ class ModelRecord(BaseModel):
     provenance: str | None = None
     path: str | None = None
     base_sha256: str | None = None
+    # Set for synthetic random-weight models: a plain statement that the scores mean nothing.
+    synthetic: str | None = None
 
 
 class CheckOutcome(BaseModel):
@@ -115,6 +117,11 @@ class MemoryRecord(BaseModel):
     kv_cache_bytes: int | None = None  # as llama.cpp allocated it for this context
     compute_buffer_bytes: int | None = None
     gpu_memory_used_bytes: int | None = None  # NVML, when a GPU is in use; null on CPU
+    # Speculative decoding with a draft or MTP model: what that second model adds.
+    draft_file_size_bytes: int | None = None
+    draft_model_buffer_bytes: int | None = None
+    draft_kv_cache_bytes: int | None = None  # 0 for an MTP drafter: it reads the target's
+    draft_compute_buffer_bytes: int | None = None
 
 
 class Stat(BaseModel):

@@ -86,6 +86,11 @@ def _rate(records: list[SampleRecord]) -> float | None:
     return tokens / seconds if seconds > 0 else None
 
 
+def _draft_model(spec: RunResult) -> str | None:
+    """The draft model the run used (mtp may take it from the model config, not the backend's)."""
+    return spec.backend.settings.get("draft_model") or spec.config.get("backend", {}).get("draft_model")
+
+
 def summarize(
     spec_dir: Path, spec: RunResult, base_dir: Path | None, seed: int = 0
 ) -> SpeculativeSummary:
@@ -94,10 +99,7 @@ def summarize(
     summary = SpeculativeSummary(
         method=method_of(spec.config),
         num_pred_tokens=backend.get("num_pred_tokens"),
-        # The drafter the backend actually used (speculative=mtp may pick the family's own).
-        draft_model=(spec.backend.settings.get("draft_model") or backend.get("draft_model"))
-        if method_of(spec.config) in ("draft", "mtp")
-        else None,
+        draft_model=_draft_model(spec) if method_of(spec.config) in ("draft", "mtp") else None,
         drafted_tokens=g.drafted_tokens if g else None,
         accepted_tokens=g.accepted_tokens if g else None,
         acceptance_rate=g.acceptance_rate if g else None,
