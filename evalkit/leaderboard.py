@@ -36,6 +36,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="compare A against B (model names or name:variant); repeatable")  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for pair intervals")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--grid", action="store_true",
+                   help="print the plain/MTP x QAT grid (printed anyway when the runs form one)")  # fmt: skip
     p.add_argument("--include-incomplete", action="store_true", help="show interrupted/failed runs too")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     args = p.parse_args(argv)
@@ -118,6 +120,17 @@ def run(argv: list[str]) -> int:
                 console.print("  excluded: " + "; ".join(rec.excluded), markup=False)
         for p in pairs:
             print_pair(p, console)
+    from evalkit.report.mtp_grid import grid_rows, print_grid
+
+    grid = grid_rows(loaded.runs)
+    if not args.quiet and grid:
+        print_grid(grid, console)
+    elif not args.quiet and args.grid:
+        console.print(
+            "no grid: it needs generation runs of >= 2 models of one family, each with "
+            "backend.speculative=none and another method, same task, backend and machine",
+            markup=False,
+        )
 
     written = []
     if args.csv:
@@ -138,6 +151,7 @@ def run(argv: list[str]) -> int:
                 for r in front.recommendations
             ],
             "pairs": [p.to_dict() for p in pairs],
+            "mtp_grid": [r.model_dump() for r in grid],
             "warnings": list(dict.fromkeys(warnings)),
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str))

@@ -360,7 +360,7 @@ class SpeculativeSummary(BaseModel):
     gen_tokens_per_s_baseline: float | None = None
     speedup: float | None = None  # aggregate ratio: gen_tokens_per_s / gen_tokens_per_s_baseline
     speedup_geomean: float | None = None  # geometric mean of per-sample ratios
-    speedup_ci_low: float | None = None  # 95% bootstrap interval of the geometric mean
+    speedup_ci_low: float | None = None  # 95% t interval (on log ratios) of the geometric mean
     speedup_ci_high: float | None = None
     total_s_ratio: float | None = None  # baseline end-to-end seconds / speculative (paired)
     # Pairs whose text differs, by what the losslessness diagnostic found (evalkit.divergence):
