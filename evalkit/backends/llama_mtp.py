@@ -117,6 +117,9 @@ class MtpDrafter:
     # ------------------------------------------------------------------ the Drafter protocol
 
     def reset(self) -> None:
+        # Nothing of the drafter's own to clear: its KV cache mirrors the target's cells and
+        # layers (llama-kv-cache.cpp: `v_cells_impl(other ? other->v_cells_impl : ...)`, and
+        # seq_rm/clear return early `if (other)`), so clearing the target's clears both.
         self.pending_h[:] = 0.0
 
     def observe(self, row: int) -> None:

@@ -62,6 +62,9 @@ class Gemma4TinySpec:
     # The construction's scales (see the module docstring)
     target_branch_norm: float = 0.03
     drafter_branch_norm: float = 0.01
+    # Scales the target's head (logit sd ~2 instead of ~11): same argmax, a less certain
+    # distribution, so perplexity on real text is of the order of the vocabulary, not 1e12.
+    head_scale: float = 0.2
     seed: int = 0
 
 
@@ -279,7 +282,7 @@ def _write_target(path: Path, s: Gemma4TinySpec, tok: dict, r: _Weights) -> None
 
     w.add_tensor("token_embd.weight", r.normal((s.n_vocab, s.n_embd), 1.0 / np.sqrt(s.n_embd)))
     # Untied head E_d @ A behind an exact-1 output norm: the drafter's own bigram map, re-expressed.
-    w.add_tensor("output.weight", (r.e_d @ r.a).astype(np.float32))
+    w.add_tensor("output.weight", (s.head_scale * (r.e_d @ r.a)).astype(np.float32))
     w.add_tensor("output_norm.weight", np.ones(s.n_embd, dtype=np.float32))
     w.add_tensor("rope_freqs.weight", _rope_freqs(s))
     for i, sliding in enumerate(swa):

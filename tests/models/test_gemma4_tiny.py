@@ -57,3 +57,18 @@ def test_bad_synthetic_configs():
         ModelConfig(name="x", source="synthetic")
     with pytest.raises(ModelError, match="unknown synthetic model 'nope'"):
         resolve_model(ModelConfig(name="x", source="synthetic", synthetic="nope"))
+
+
+def test_kld_and_speed_tasks_run_on_it(cli):
+    """The stand-in goes through the quantization ladder (q8_0 against its f16) and llama-bench's tests."""
+    common = ["model=gemma4_tiny", "backend.n_threads=1", "progress=false"]
+    kld = cli(*common, "model.quant=q8_0", "task=kld", "task.chunks=2", "task.n_ctx=256")
+    assert kld.returncode == 0, kld.stderr
+    (result,) = kld.results("kld")
+    assert result["model"]["variant"] == "q8_0" and "RANDOM WEIGHTS" in result["model"]["synthetic"]
+    assert result["kld"]["kld_mean"] > 0 and "RANDOM WEIGHTS" in result["kld"]["reference_provenance"]
+    speed = cli(*common, "task=speed", "task.pp=[32]", "task.tg=[8]", "task.repetitions=1")
+    assert speed.returncode == 0, speed.stderr
+    (result,) = speed.results("speed")
+    tests = result["speed"]["tests"]
+    assert {t["name"] for t in tests} == {"pp32", "tg8"} and all(t["tokens_per_s_mean"] > 0 for t in tests)
