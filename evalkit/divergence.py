@@ -132,10 +132,8 @@ class _Replay:
         diff = _spread(batch, single)
         toks = [tok for _, tok in s_plain][:-1]  # every decoded generated token
         chunk = max(2, int(getattr(self.spec_cfg.backend, "num_pred_tokens", 4) or 4) + 1)
-        floor = max(
-            (float(np.max(np.abs(bv - sv))) for _, bv, sv in self.plain.rows_batch_vs_single(t_plain.prompt, toks, chunk)),
-            default=0.0,
-        )
+        rows = self.plain.rows_batch_vs_single(t_plain.prompt, toks, chunk)
+        floor = max((float(np.max(np.abs(bv - sv))) for _, bv, sv in rows), default=0.0)
         d = Divergence(
             prompt_id=srec.prompt_id,
             sample_index=srec.sample_index,

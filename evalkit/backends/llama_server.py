@@ -313,8 +313,8 @@ def _draft_file(run_cfg, resolved) -> tuple[str, str]:
     draft = resolve_model(load_model_config(name))
     if bcfg.speculative == "draft":
         refuse_mtp_only(name, draft.gguf.architecture, "speculative=draft model")
-    target_vocab = resolved.gguf.vocab_sha256
-    if bcfg.speculative == "draft" and target_vocab and draft.gguf.vocab_sha256 and draft.gguf.vocab_sha256 != target_vocab:
+    target, mine = resolved.gguf.vocab_sha256, draft.gguf.vocab_sha256
+    if bcfg.speculative == "draft" and target and mine and mine != target:
         raise _BackendError(
             f"draft model {name} has a different vocabulary from the target; "
             "speculative decoding needs the same tokenizer"
