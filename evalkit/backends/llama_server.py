@@ -304,7 +304,6 @@ def _gpu_label() -> str:
 def _draft_file(run_cfg, resolved) -> tuple[str, str]:
     """(config name, local file) of the drafter: backend.draft_model, or for mtp the model's own."""
     from evalkit.backends.llama_cpp import mtp_drafter_name, refuse_mtp_only
-    from evalkit.errors import BackendError as _BackendError
     from evalkit.models import load_model_config, resolve_model
 
     bcfg = run_cfg.backend
@@ -315,7 +314,7 @@ def _draft_file(run_cfg, resolved) -> tuple[str, str]:
         refuse_mtp_only(name, draft.gguf.architecture, "speculative=draft model")
     target, mine = resolved.gguf.vocab_sha256, draft.gguf.vocab_sha256
     if bcfg.speculative == "draft" and target and mine and mine != target:
-        raise _BackendError(
+        raise BackendError(
             f"draft model {name} has a different vocabulary from the target; "
             "speculative decoding needs the same tokenizer"
         )
