@@ -167,6 +167,17 @@ class LlamaServerBackendConfig(OpenAIBackendConfig):
     n_threads: int | None = Field(None, ge=1)
     extra_args: list[str] = Field(default_factory=list)
     startup_timeout_s: float = Field(120.0, gt=0)
+    # Speculative decoding inside llama-server (flags probed from its --help): mtp, a Gemma 4
+    # assistant drafter (draft_model, else model.mtp_drafter); draft, a small draft model.
+    speculative: Literal["none", "draft", "mtp"] = "none"
+    num_pred_tokens: int = Field(10, ge=1, le=64)  # drafted tokens per step (--spec-draft-n-max)
+    draft_model: str | None = None  # a conf/model name
+
+    @model_validator(mode="after")
+    def _server_draft_needs_model(self) -> "LlamaServerBackendConfig":
+        if self.speculative == "draft" and not self.draft_model:
+            raise ValueError("speculative=draft needs backend.draft_model=<model config name>")
+        return self
 
     @field_validator("extra_args", mode="before")
     @classmethod

@@ -37,6 +37,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--pair-csv", type=Path, help="write the pair reports' speed and quality rows as CSV")
     p.add_argument("--bootstrap", type=int, default=2000, help="ignored: pair intervals are t intervals now (kept for old command lines)")
     p.add_argument("--seed", type=int, default=0, help="ignored, as --bootstrap")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for pair intervals")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--grid", action="store_true",
+                   help="print the plain/MTP x QAT grid (printed anyway when the runs form one)")  # fmt: skip
     p.add_argument("--include-incomplete", action="store_true", help="show interrupted/failed runs too")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     p.add_argument("--columns", metavar="A,B,C", help="leaderboard columns to print (any column of --csv)")
@@ -181,6 +185,17 @@ def run(argv: list[str]) -> int:
 
         print_outputs(collect_outputs(loaded.runs, warnings), args.samples, console, args.sample_chars)
         _warn(warnings, shown)
+    from evalkit.report.mtp_grid import grid_rows, print_grid
+
+    grid = grid_rows(loaded.runs)
+    if not args.quiet and grid:
+        print_grid(grid, console)
+    elif not args.quiet and args.grid:
+        console.print(
+            "no grid: it needs generation runs of >= 2 models of one family, each with "
+            "backend.speculative=none and another method, same task, backend and machine",
+            markup=False,
+        )
 
     written = []
     if args.csv:
@@ -209,6 +224,7 @@ def run(argv: list[str]) -> int:
                 for r in front.recommendations
             ],
             "pairs": [p.to_dict() for p in pairs],
+            "mtp_grid": [r.model_dump() for r in grid],
             "warnings": list(dict.fromkeys(warnings)),
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str))

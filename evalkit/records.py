@@ -315,6 +315,35 @@ class SpeedSummary(BaseModel):
     system_info: str
 
 
+class Divergence(BaseModel):
+    """The first token where a speculative sample's text leaves the plain sample's, explained.
+
+    Both generations are replayed in process with the same batches; the logits of the two
+    competing tokens are read from the verify batch's row and from one-token-at-a-time decoding.
+    """
+
+    prompt_id: str
+    sample_index: int
+    seed: int
+    position: int | None = None  # generated-token index of the first different token
+    token_plain: int | None = None  # what plain (one token at a time) decoding chose there
+    token_spec: int | None = None  # what the speculative run chose there
+    token_plain_text: str | None = None
+    token_spec_text: str | None = None
+    # "numerics": a near tie whose order flips between batch and single-token numerics;
+    # "unexplained": the two paths' logits disagree by more than rounding (a bug);
+    # "unchecked": the diagnostic could not replay it (see reason).
+    verdict: str
+    reason: str
+    gap_single: float | None = None  # logit[plain token] - logit[spec token], single-token decoding
+    gap_batch: float | None = None  # logit[spec token] - logit[plain token], the verify batch's row
+    batch_rows: int | None = None  # tokens in the decode whose row produced the speculative token
+    row_max_abs_diff: float | None = None  # max |batch - single| over the batch row's top tokens
+    # The same measure between batched and single-token decoding of the plain text's own tokens
+    # (no speculation): the largest over its positions. Rounding stays within a small multiple.
+    batch_noise_floor: float | None = None
+
+
 class SpeculativeSummary(BaseModel):
     """Speculative decoding against the same variant, task and seeds without it.
 
@@ -338,6 +367,12 @@ class SpeculativeSummary(BaseModel):
     speedup_ci_low: float | None = None  # 95% paired t interval of the geometric mean (none below 3 pairs)
     speedup_ci_high: float | None = None
     total_s_ratio: float | None = None  # baseline end-to-end seconds / speculative (paired)
+    # Pairs whose text differs, by what the losslessness diagnostic found (evalkit.divergence):
+    # n_identical_outputs + these three == n_pairs.
+    n_numerics_explained: int = 0
+    n_unexplained: int = 0
+    n_unchecked: int = 0
+    divergences: list[Divergence] = Field(default_factory=list)
 
 
 class LmEvalTaskScore(BaseModel):

@@ -48,6 +48,20 @@ class LoadFacts:
     model_buffer_bytes: int | None
 
 
+@dataclass
+class Trace:
+    """One generation as llama.cpp saw it: ("decode", tokens, n_past, logits, outputs_from),
+    ("rollback", n_past) and ("sample", row, token) events, in order."""
+
+    prompt: list[int]
+    events: list[tuple]
+    text: str
+
+    def samples(self) -> list[tuple[int, int]]:
+        """(event index, token) of every sampled token (the last may be end-of-generation)."""
+        return [(i, ev[2]) for i, ev in enumerate(self.events) if ev[0] == "sample"]
+
+
 class LlamaCppBackend:
     type = "llama_cpp"
 
@@ -101,6 +115,9 @@ class LlamaCppBackend:
         self.draft_name: str | None = None  # the draft model's config name (draft, mtp)
         self.draft_path: str | None = None
         self._formatter = self._chat_formatter() if cfg.chat_template else None
+        # When a list: every decode, cache rollback and sample of generate_tokens is appended
+        # to it (see `traced` and `replay_logits`: the losslessness diagnostic).
+        self._trace: list[tuple] | None = None
 
     # ---------------------------------------------------------------- description
 
@@ -217,6 +234,8 @@ class LlamaCppBackend:
         before that index (perplexity scores only a chunk's second half: no logits for the first).
         """
         llm = self.llama
+        if self._trace is not None:
+            self._trace.append(("decode", list(tokens), n_past, logits, outputs_from))
         for start in range(0, len(tokens), self.n_batch):
             piece = tokens[start : start + self.n_batch]
             last_piece = start + self.n_batch >= len(tokens)
@@ -228,6 +247,72 @@ class LlamaCppBackend:
                 for i in range(min(outputs_from - start, len(piece) - 1)):
                     llm._batch.batch.logits[i] = False
             llm._ctx.decode(llm._batch)
+
+    def rollback(self, n_past: int) -> None:
+        """Drop every cached token at position n_past and later (rejected drafts)."""
+        if self._trace is not None:
+            self._trace.append(("rollback", n_past))
+        self.llama._ctx.kv_cache_seq_rm(-1, n_past, -1)
+
+    def sample(self, sampler, row: int) -> int:
+        token = sampler.sample(self.llama._ctx, row)
+        if self._trace is not None:
+            self._trace.append(("sample", row, int(token)))
+        return token
+
+    def traced(self, messages: list[dict[str, str]], s: SamplingConfig, seed: int) -> "Trace":
+        """Generate as `generate` does, recording every decode, rollback and sampled token."""
+        prompt = self.prompt_tokens(messages)
+        self._trace = []
+        try:
+            gen = self.generate_tokens(prompt, s, seed)
+        finally:
+            events, self._trace = self._trace, None
+        return Trace(prompt=prompt, events=events, text=gen.text)
+
+    def replay_logits(self, events: list[tuple], row: int) -> np.ndarray:
+        """Re-run a trace's decodes and rollbacks from an empty cache; the logits row `row` of
+        the last decode (a copy). The same batches with the same outputs: the same numerics."""
+        self.clear()
+        for ev in events:
+            if ev[0] == "decode":
+                self.decode(ev[1], ev[2], logits=ev[3], outputs_from=ev[4])
+            elif ev[0] == "rollback":
+                self.llama._ctx.kv_cache_seq_rm(-1, ev[1], -1)
+        self.synchronize()
+        ptr = llama_cpp.llama_get_logits_ith(self.llama.ctx, row)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def rows_batch_vs_single(
+        self, prompt: list[int], generated: list[int], chunk: int, top: int = 64
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The same tokens decoded two ways, no speculation involved: after the prompt, the
+        generated tokens in batches of `chunk` rows, and one at a time. Per position predicted
+        from a generated token: (the batch row's `top` token ids, their logits in the batch row,
+        their logits in the single-token row). The spread is this build's batch numerics."""
+        self.clear()
+        self.decode(prompt, 0, logits="last")
+        batch: list[tuple[np.ndarray, np.ndarray]] = []
+        n = len(prompt)
+        for start in range(0, len(generated), chunk):
+            piece = generated[start : start + chunk]
+            self.decode(piece, n + start, logits="all")
+            rows = self.logits(len(piece))
+            for r in rows:
+                ids = np.argpartition(-r, top)[:top]
+                batch.append((ids, r[ids].copy()))
+        self.clear()
+        self.decode(prompt, 0, logits="last")
+        out = []
+        for j, tok in enumerate(generated):
+            self.decode([tok], n + j, logits="last")
+            row = self.logits(1)[0]
+            ids, vals = batch[j]
+            out.append((ids, vals, row[ids].copy()))
+        return out
+
+    def token_text(self, token: int) -> str:
+        return self.llama.detokenize([token]).decode("utf-8", errors="replace")
 
     def synchronize(self) -> None:
         llama_cpp.llama_synchronize(self.llama.ctx)
@@ -339,9 +424,9 @@ class _TokenStream:
         self.draft_stats = DraftStats()
 
     def __iter__(self):
-        b, ctx = self.b, self.b.llama._ctx
+        b = self.b
         n_past = len(self.history)
-        token = self.sampler.sample(ctx, -1)
+        token = b.sample(self.sampler, -1)
         while True:
             if b.is_eog(token):
                 yield None, time.perf_counter()
@@ -356,7 +441,7 @@ class _TokenStream:
             b.decode([token] + drafts, n_past, logits="all" if drafts else "last")
             if not drafts:
                 n_past += 1
-                token = self.sampler.sample(ctx, -1)
+                token = b.sample(self.sampler, -1)
                 if self.drafter is not None:
                     self.drafter.observe(0)
                 continue
@@ -364,7 +449,7 @@ class _TokenStream:
             self.draft_stats.drafted_tokens += len(drafts)
             accepted = 0
             for i in range(len(drafts) + 1):
-                token = self.sampler.sample(ctx, i)
+                token = b.sample(self.sampler, i)
                 if i < len(drafts) and token == drafts[i] and not b.is_eog(token):
                     accepted += 1
                     self.n_generated += 1
@@ -379,7 +464,7 @@ class _TokenStream:
             self.drafter.observe(accepted)  # the row whose output is the new last token
             n_past += 1 + accepted
             # Rejected drafts leave KV entries past n_past: drop them before the next decode.
-            ctx.kv_cache_seq_rm(-1, n_past, -1)
+            b.rollback(n_past)
 
     def _draft(self, room: int) -> list[int]:
         if room <= 0:

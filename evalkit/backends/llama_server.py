@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from evalkit.backends.base import BackendInfo
+from evalkit.backends.base import BackendInfo, DraftStats
 from evalkit.backends.openai import OpenAIBackend
 from evalkit.config import LlamaServerBackendConfig
 from evalkit.errors import BackendError
@@ -62,6 +63,63 @@ def binary_version(binary: str) -> str | None:
         return None
     lines = [ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("version")]
     return lines[0] if lines else None
+
+
+_HELP_CACHE: dict[tuple[str, float], str] = {}
+
+
+def server_help(binary: str) -> str:
+    """`llama-server --help`, once per binary file (flag names changed between builds)."""
+    try:
+        key = (binary, Path(binary).stat().st_mtime)
+    except OSError:
+        key = (binary, 0.0)
+    if key not in _HELP_CACHE:
+        try:
+            out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=60)
+            _HELP_CACHE[key] = out.stdout + out.stderr
+        except (OSError, subprocess.TimeoutExpired):
+            _HELP_CACHE[key] = ""
+    return _HELP_CACHE[key]
+
+
+def _has_flag(help_text: str, flag: str) -> bool:
+    return re.search(rf"(?:^|[\s,]){re.escape(flag)}(?=[\s,=]|$)", help_text, re.M) is not None
+
+
+def spec_types(help_text: str) -> list[str]:
+    """The speculative types `--spec-type` accepts, as the help lists them ([] if no such flag)."""
+    m = re.search(r"--spec-type\s+\[?([A-Za-z0-9_,|\-]+)", help_text)
+    return [x for x in re.split(r"[,|]", m.group(1)) if x] if m else []
+
+
+def speculative_args(help_text: str, method: str, draft_path: str, n_max: int, label: str) -> list[str]:
+    """llama-server flags for `method` (mtp | draft), named as this build names them.
+
+    Current llama.cpp: `--spec-type draft-mtp --spec-draft-model F --spec-draft-n-max N`; builds
+    from before the 2026 renames said `mtp` / `draft` and `--model-draft` / `--draft-max`.
+    """
+    types = spec_types(help_text)
+    if method == "mtp":
+        kind = next((k for k in ("draft-mtp", "mtp") if k in types), None)
+        if kind is None:
+            listed = ", ".join(types) if types else "no --spec-type flag at all"
+            raise BackendError(
+                f"{label} cannot do MTP speculative decoding: its --help offers no draft-mtp/mtp "
+                f"type ({listed}); use a llama.cpp with Gemma 4 MTP (bash scripts/llama-tools.sh)"
+            )
+        args = ["--spec-type", kind]
+    else:
+        kind = next((k for k in ("draft-simple", "draft") if k in types), None)
+        args = ["--spec-type", kind] if kind else []  # older builds: a draft model is enough
+    model_flag = next(
+        (f for f in ("--spec-draft-model", "--model-draft") if _has_flag(help_text, f)), "-md"
+    )
+    args += [model_flag, draft_path]
+    n_flag = next((f for f in ("--spec-draft-n-max", "--draft-max") if _has_flag(help_text, f)), None)
+    if n_flag:
+        args += [n_flag, str(n_max)]
+    return args
 
 
 class ServerProcess:
@@ -143,8 +201,15 @@ class LlamaServerBackend(OpenAIBackend):
 
     type = "llama_server"
 
-    def __init__(self, cfg: LlamaServerBackendConfig, model_path: str, n_ctx: int | None = None):
+    def __init__(
+        self,
+        cfg: LlamaServerBackendConfig,
+        model_path: str,
+        n_ctx: int | None = None,
+        draft: tuple[str, str] | None = None,  # (config name, file) for speculative decoding
+    ):
         self.binary = find_binary(cfg.binary)
+        self.draft_name = draft[0] if draft else None
         self.version = binary_version(self.binary)
         self.n_threads = cfg.n_threads or physical_cores()
         self.n_ctx = n_ctx or cfg.n_ctx
@@ -161,6 +226,9 @@ class LlamaServerBackend(OpenAIBackend):
         ]
         if cfg.n_gpu_layers is not None:
             cmd += ["--n-gpu-layers", str(cfg.n_gpu_layers)]
+        if cfg.speculative != "none" and draft is not None:
+            label = f"llama-server {self.binary} ({self.version or 'unknown version'})"
+            cmd += speculative_args(server_help(self.binary), cfg.speculative, draft[1], cfg.num_pred_tokens, label)
         cmd += list(cfg.extra_args)
         self.server = ServerProcess(cmd, cfg.host, port)
         try:
@@ -189,6 +257,9 @@ class LlamaServerBackend(OpenAIBackend):
             n_threads=self.n_threads,
             n_gpu_layers=cfg.n_gpu_layers,
             extra_args=cfg.extra_args,
+            speculative=cfg.speculative,
+            num_pred_tokens=cfg.num_pred_tokens if cfg.speculative != "none" else None,
+            draft_model=self.draft_name if cfg.speculative != "none" else None,
         )
         base.output_settings.update(n_ctx=self.n_ctx, extra_args=cfg.extra_args)
         base.chat_template = "server (gguf)" if cfg.mode == "chat" else "none"
@@ -198,6 +269,14 @@ class LlamaServerBackend(OpenAIBackend):
             offloaded_layers=offloaded,
         )
         return base
+
+    def generate(self, request):
+        gen = super().generate(request)
+        cfg: LlamaServerBackendConfig = self.cfg  # type: ignore[assignment]
+        # llama-server leaves draft_n out of its timings when nothing was drafted: that is 0 of 0.
+        if cfg.speculative != "none" and gen.draft is None and gen.server_timings is not None:
+            gen.draft = DraftStats()
+        return gen
 
     def close(self) -> None:
         try:
@@ -222,6 +301,26 @@ def _gpu_label() -> str:
     return names[0] if names else "GPU"
 
 
+def _draft_file(run_cfg, resolved) -> tuple[str, str]:
+    """(config name, local file) of the drafter: backend.draft_model, or for mtp the model's own."""
+    from evalkit.backends.llama_cpp import mtp_drafter_name, refuse_mtp_only
+    from evalkit.models import load_model_config, resolve_model
+
+    bcfg = run_cfg.backend
+    refuse_mtp_only(run_cfg.model.name, resolved.gguf.architecture, "model")
+    name = mtp_drafter_name(run_cfg) if bcfg.speculative == "mtp" else bcfg.draft_model
+    draft = resolve_model(load_model_config(name))
+    if bcfg.speculative == "draft":
+        refuse_mtp_only(name, draft.gguf.architecture, "speculative=draft model")
+    target, mine = resolved.gguf.vocab_sha256, draft.gguf.vocab_sha256
+    if bcfg.speculative == "draft" and target and mine and mine != target:
+        raise BackendError(
+            f"draft model {name} has a different vocabulary from the target; "
+            "speculative decoding needs the same tokenizer"
+        )
+    return name, str(draft.path)
+
+
 def open_backend(run_cfg, **overrides):
     """Resolve the model file locally (same hash as in-process), start llama-server on it."""
     from evalkit.backends import OpenedBackend
@@ -232,7 +331,8 @@ def open_backend(run_cfg, **overrides):
     if unknown:
         raise BackendError(f"the llama_server backend cannot apply {', '.join(sorted(unknown))}")
     resolved = resolve_model(run_cfg.model)
-    backend = LlamaServerBackend(run_cfg.backend, str(resolved.path), n_ctx=overrides.get("n_ctx"))
+    draft = _draft_file(run_cfg, resolved) if run_cfg.backend.speculative != "none" else None
+    backend = LlamaServerBackend(run_cfg.backend, str(resolved.path), n_ctx=overrides.get("n_ctx"), draft=draft)
     try:
         backend.check_reachable()
     except BaseException:

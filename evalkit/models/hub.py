@@ -41,12 +41,19 @@ def hub_path(repo: str, pattern: str, revision: str | None = None) -> Path:
 
 
 def _pick(names: list[str], pattern: str) -> list[str] | None:
-    """The matching file, or every part of a split GGUF; mmproj projectors never match."""
+    """The matching file, or every part of a split GGUF; mmproj projectors never match.
+
+    MTP drafters (`mtp-*.gguf`, also under `MTP/`) match only a pattern that names them: Gemma 4
+    repositories ship `MTP/mtp-...-Q8_0.gguf` beside the weights, and `*Q8_0*.gguf` must not
+    pick the drafter (it sorts first).
+    """
+    wants_drafter = Path(pattern).name.lower().startswith("mtp")
     matches = sorted(
         n
         for n in names
         if n.endswith(".gguf")
         and "mmproj" not in n.lower()
+        and (wants_drafter or not _is_drafter(n))
         and (fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(Path(n).name, pattern))
     )
     if not matches:
@@ -57,6 +64,10 @@ def _pick(names: list[str], pattern: str) -> list[str] | None:
         stem = first[: split.start()]
         return [n for n in matches if n.startswith(stem) and _SPLIT.search(n)]
     return [first]
+
+
+def _is_drafter(name: str) -> bool:
+    return Path(name).name.lower().startswith("mtp-") or name.lower().startswith("mtp/")
 
 
 def _from_cache(repo: str, pattern: str) -> Path | None:
