@@ -11,9 +11,9 @@ import re
 from functools import cache
 from importlib import metadata
 
-# ggml backend names as llama.cpp prints them -> flavour
+# ggml backend names as llama.cpp prints them -> flavour (the name of the ggml-<flavour> library)
 GPU_BACKENDS = {
-    "CUDA": "cuda", "ROCm": "rocm", "HIP": "rocm", "Metal": "metal", "MTL": "metal", "Vulkan": "vulkan",
+    "CUDA": "cuda", "ROCm": "hip", "HIP": "hip", "Metal": "metal", "MTL": "metal", "Vulkan": "vulkan",
     "SYCL": "sycl", "OpenCL": "opencl", "CANN": "cann", "MUSA": "musa",
 }  # fmt: skip
 
