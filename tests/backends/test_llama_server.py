@@ -77,6 +77,8 @@ def test_llama_server_timings_and_draft_counts_are_recorded(cli, smollm2_path):
     assert result.status == "complete" and len(samples) == 2
     assert len(result.model.sha256) == 64 and result.model.file_type == "Q4_1"  # resolved locally
     assert result.backend.type == "llama_server" and result.backend.build.startswith("version")
+    # the build flavour, from --list-devices: a GPU build that offloaded is not "cpu"
+    assert result.backend.flavour is not None and (not result.backend.gpu_offload or result.backend.flavour != "cpu")
     for s in samples:
         t = s.server_timings
         assert s.model_sha256 == result.model.sha256 and s.token_counts == "usage"
