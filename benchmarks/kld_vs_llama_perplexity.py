@@ -56,10 +56,12 @@ PATTERNS = {
 
 
 def llama_bin() -> Path:
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "llama-tools.sh")], capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"llama-tools.sh failed: {out.stderr.strip()[-500:]}")
-    return Path(out.stdout.strip().splitlines()[-1])
+    from evalkit.llama_tools import build_tools
+
+    try:
+        return build_tools(ROOT)
+    except RuntimeError as exc:
+        sys.exit(str(exc))
 
 
 def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> tuple[float, str]:

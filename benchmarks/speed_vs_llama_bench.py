@@ -29,10 +29,12 @@ sys.path.insert(0, str(ROOT))
 def llama_bench_binary(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
-    out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "llama-tools.sh")], capture_output=True, text=True, check=True
-    )
-    return Path(out.stdout.strip().splitlines()[-1]) / "llama-bench"
+    from evalkit.llama_tools import build_tools
+
+    try:
+        return build_tools(ROOT) / "llama-bench"
+    except RuntimeError as exc:
+        sys.exit(str(exc))
 
 
 def model_path(name: str) -> Path:

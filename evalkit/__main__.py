@@ -50,6 +50,21 @@ def _split_argv(argv: list[str]) -> tuple[list[str], bool, bool]:
     return overrides, multirun, passthrough
 
 
+def _user_config_dirs(argv: list[str], parsed: list) -> list[str]:
+    """Search path entries the user adds (--config-dir DIR, hydra.searchpath=[file://DIR,...]):
+    Hydra reads their model/backend/task options too, so the preflight must know them."""
+    entries: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            entries.append(f"file://{Path(argv[i + 1]).expanduser().resolve()}")
+        elif arg.startswith("--config-dir="):
+            entries.append(f"file://{Path(arg.split('=', 1)[1]).expanduser().resolve()}")
+    for ov in parsed:
+        if ov.key_or_group == "hydra.searchpath" and isinstance(ov.value(), list):
+            entries += [str(v) for v in ov.value()]
+    return entries
+
+
 def preflight(argv: list[str]) -> None:
     """Compose and validate every job the command would run; raise ConfigError on the first bad one."""
     from hydra import compose, initialize_config_dir
@@ -75,7 +90,11 @@ def preflight(argv: list[str]) -> None:
             detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "")
             raise ConfigError(f"bad override '{text}': {detail}") from None
 
+    search_path = _user_config_dirs(argv, parsed)
+    group_dirs = [CONF_DIR] + [Path(e.removeprefix("file://")) for e in search_path if e.startswith("file://")]
     axes: list[list[str]] = []
+    if search_path:
+        axes.append([f"hydra.searchpath=[{','.join(search_path)}]"])
     for ov in parsed:
         key = ov.key_or_group
         if key == "hydra/launcher" and not ov.is_sweep_override():
@@ -94,7 +113,7 @@ def preflight(argv: list[str]) -> None:
         else:
             values = [ov.get_value_element_as_str()] if ov.value() is not None else ["null"]
         if key in _GROUPS:
-            known = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+            known = sorted({p.stem for d in group_dirs for p in (d / key).glob("*.yaml")})
             for v in values:
                 if v not in known:
                     raise ConfigError(f"unknown {key} '{v}'; available: {', '.join(known)}")

@@ -159,7 +159,8 @@ class LlamaServerBackendConfig(OpenAIBackendConfig):
     """evalkit starts a llama-server binary itself, waits for health, and stops it afterwards."""
 
     type: Literal["llama_server"] = "llama_server"  # type: ignore[assignment]
-    binary: str = "llama-server"
+    # None: the llama-server scripts/llama-tools.sh built (evalkit.llama_tools), else one on PATH.
+    binary: str | None = None
     host: str = "127.0.0.1"
     port: int | None = Field(None, ge=1, le=65535)  # None: a free port
     n_ctx: int = Field(4096, ge=16)

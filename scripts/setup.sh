@@ -13,9 +13,12 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
 
-# CMake flags for llama.cpp on this machine (empty: llama.cpp's native default).
+# CMake flags for llama.cpp on this machine: CUDA for a visible NVIDIA GPU with nvcc, else CPU
+# (empty: llama.cpp's native default). Its one-line notice is shown when the setup installs.
+notice=$(mktemp)
+trap 'rm -f "$notice"' EXIT
 if [[ -z ${CMAKE_ARGS+x} ]]; then
-  CMAKE_ARGS=$("$PY" scripts/llama_cmake_args.py)
+  CMAKE_ARGS=$("$PY" scripts/llama_cmake_args.py 2>"$notice")
 fi
 export CMAKE_ARGS
 
@@ -25,10 +28,11 @@ if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
   exit 0
 fi
 
+cat "$notice" >&2
 wheel_key=$(echo "$LLAMA_VERSION $CMAKE_ARGS $("$PY" -c 'import sys; print(sys.version_info[:2])')" | sha256sum | cut -c1-16)
 wheels=${EVALKIT_WHEELS:-$HOME/.cache/evalkit/wheels}/$wheel_key
 if ! ls "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
-  echo "evalkit setup: compiling llama-cpp-python $LLAMA_VERSION (once per machine, about 5 minutes on 2 cores)${CMAKE_ARGS:+ with $CMAKE_ARGS}" >&2
+  echo "evalkit setup: compiling llama-cpp-python $LLAMA_VERSION (once per machine, about 5 minutes on 2 cores for the CPU, much longer with CUDA)${CMAKE_ARGS:+ with $CMAKE_ARGS}" >&2
   mkdir -p "$wheels"
   .venv/bin/python -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
     -w "$wheels" "llama-cpp-python==$LLAMA_VERSION"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,6 +14,47 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------------------------
+# Real tools a test needs. On a user's machine a missing one skips the test with the one command
+# that provides it; with CI set it fails the test, so CI can never skip them silently.
+# --------------------------------------------------------------------------------------------
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@functools.cache
+def find_chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@functools.cache
+def _llama_server() -> Path | None:
+    from servers import find_llama_server
+
+    return find_llama_server()
+
+
+# marker -> (what is missing, how to get it, finder)
+REQUIREMENTS = {
+    "requires_llama_server": ("llama-server", "bash scripts/llama-tools.sh", _llama_server),
+    "requires_chromium": ("chromium", "sudo apt-get install -y chromium", find_chromium),
+}
+
+requires_llama_server = pytest.mark.requires_llama_server
+requires_chromium = pytest.mark.requires_chromium
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker, (what, command, finder) in REQUIREMENTS.items():
+        if item.get_closest_marker(marker) is None or finder() is not None:
+            continue
+        if in_ci():
+            pytest.fail(f"{what} is missing and CI is set: CI must run this test (`{command}`)", pytrace=False)
+        pytest.skip(f"{what} not found; enable with: {command}")
 
 
 @pytest.fixture(scope="session")

@@ -260,20 +260,15 @@ def scan_for_secret(root: Path, secret: str) -> list[str]:
 
 
 def find_llama_server() -> Path | None:
-    """A llama-server built by scripts/llama-tools.sh (or $LLAMA_SERVER_BIN) that runs, else None."""
-    candidates = []
-    if os.environ.get("LLAMA_SERVER_BIN"):
-        candidates.append(Path(os.environ["LLAMA_SERVER_BIN"]))
-    default = Path(os.environ.get("HOME", "~")).expanduser() / ".cache" / "evalkit" / "llama-tools"
-    home = Path(os.environ.get("EVALKIT_LLAMA_TOOLS", default))
-    candidates += sorted(home.glob("*/build/bin/llama-server"))
-    for path in candidates:
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            continue
-        try:
-            ok = subprocess.run([str(path), "--version"], capture_output=True, timeout=30).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        if ok:
-            return path
-    return None
+    """The llama-server evalkit itself would start (evalkit.llama_tools: scripts/llama-tools.sh's
+    build, else one on PATH), if it runs; else None."""
+    from evalkit.llama_tools import find_tool
+
+    path = find_tool("llama-server")
+    if path is None:
+        return None
+    try:
+        ok = subprocess.run([str(path), "--version"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return path if ok else None

@@ -60,6 +60,8 @@ class BackendInfo(BaseModel):
     build: str | None = None  # llama.cpp / server version
     device: str | None = None  # "CPU" or GPU name
     gpu_offload: bool = False
+    # The llama.cpp build: "cpu", "cuda", "metal", ... (evalkit.llama_build); None: a remote server.
+    flavour: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)  # speed-relevant settings
     output_settings: dict[str, Any] = Field(default_factory=dict)  # outputs depend on these
     chat_template: str | None = None  # "gguf", "none", or the server's

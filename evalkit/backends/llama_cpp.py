@@ -21,6 +21,7 @@ from evalkit.backends.base import BackendInfo, DraftStats, Generation, Generatio
 from evalkit.config import LlamaCppBackendConfig, SamplingConfig
 from evalkit.errors import BackendError, ConfigError, ModelError
 from evalkit.hardware import cpu_name, physical_cores
+from evalkit.llama_build import llama_cpp_build_options, llama_cpp_flavour
 
 import llama_cpp  # noqa: E402  (imported after llama_log, which routes its log)
 from llama_cpp import llama_chat_format
@@ -128,6 +129,7 @@ class LlamaCppBackend:
             build=f"llama-cpp-python {llama_cpp.__version__}",
             device=self.device_name(),
             gpu_offload=self.gpu_build and self.n_gpu_layers != 0,
+            flavour=llama_cpp_flavour(),
             settings={
                 "n_ctx": self.n_ctx,
                 "n_batch": self.n_batch,
@@ -155,6 +157,7 @@ class LlamaCppBackend:
             extra={
                 "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
                 "gpu_build": self.gpu_build,
+                "build_options": llama_cpp_build_options(),
             },
         )
 

@@ -27,6 +27,8 @@ from evalkit.backends.openai import OpenAIBackend
 from evalkit.config import LlamaServerBackendConfig
 from evalkit.errors import BackendError
 from evalkit.hardware import cpu_name, physical_cores
+from evalkit.llama_build import flavour_from_names
+from evalkit.llama_tools import find_tool, not_found_message
 
 _PR_SET_PDEATHSIG = 1
 
@@ -44,7 +46,14 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def find_binary(name: str) -> str:
+def find_binary(name: str | None) -> str:
+    """The binary the user named (a path or a name on PATH); None: the one scripts/llama-tools.sh
+    built, else llama-server on PATH."""
+    if name is None:
+        found_default = find_tool("llama-server")
+        if found_default is None:
+            raise BackendError(not_found_message("llama-server", "set backend.binary=/path/to/llama-server"))
+        return str(found_default)
     path = Path(name).expanduser()
     if path.is_file() and os.access(path, os.X_OK):
         return str(path.resolve())
@@ -120,6 +129,15 @@ def speculative_args(help_text: str, method: str, draft_path: str, n_max: int, l
     if n_flag:
         args += [n_flag, str(n_max)]
     return args
+
+
+def binary_flavour(binary: str) -> str | None:
+    """"cpu", "cuda", ...: the devices the binary's llama.cpp build can use (--list-devices)."""
+    try:
+        out = subprocess.run([binary, "--list-devices"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return flavour_from_names(out.stdout + out.stderr) if out.returncode == 0 else None
 
 
 class ServerProcess:
@@ -211,6 +229,7 @@ class LlamaServerBackend(OpenAIBackend):
         self.binary = find_binary(cfg.binary)
         self.draft_name = draft[0] if draft else None
         self.version = binary_version(self.binary)
+        self.flavour = binary_flavour(self.binary)
         self.n_threads = cfg.n_threads or physical_cores()
         self.n_ctx = n_ctx or cfg.n_ctx
         port = cfg.port or free_port(cfg.host)
@@ -250,6 +269,7 @@ class LlamaServerBackend(OpenAIBackend):
         base.build = self.version
         base.device = cpu_name() if not offloaded else _gpu_label()
         base.gpu_offload = bool(offloaded)
+        base.flavour = self.flavour
         base.settings.update(
             binary=self.binary,
             n_ctx=self.n_ctx,

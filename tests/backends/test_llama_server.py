@@ -1,22 +1,23 @@
 """backend=llama_server: evalkit starts llama.cpp's own llama-server, evaluates, stops it.
 
-Uses the binary scripts/llama-tools.sh builds (skipped when it has not been built)."""
+Uses the binary scripts/llama-tools.sh builds (see conftest's requires_llama_server)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from servers import find_llama_server, free_port, port_open
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, requires_llama_server
 from evalkit.records import RunResult, SampleRecord
 
 BINARY = find_llama_server()
-needs_binary = pytest.mark.skipif(BINARY is None, reason="llama-server not built (bash scripts/llama-tools.sh)")
 
 
 def server_args(*more: str) -> list[str]:
@@ -29,7 +30,38 @@ def test_missing_binary_is_one_line_error(cli):
     assert_one_line_error(res, "llama-server binary '/nonexistent/llama-server' not found", "backend.binary=")
 
 
-@needs_binary
+def test_no_built_or_installed_binary_names_the_build_command(cli, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = cli("backend=llama_server", "task=constraints", env={"EVALKIT_LLAMA_TOOLS": str(empty), "PATH": str(empty)})
+    assert_one_line_error(res, "llama-server not found", "bash scripts/llama-tools.sh", "backend.binary=")
+
+
+def test_the_default_binary_is_the_built_one_then_path(tmp_path, monkeypatch):
+    """evalkit.llama_tools: the installed llama-cpp-python's version first, then newest, then PATH."""
+    from importlib import metadata
+
+    from evalkit.llama_tools import find_tool
+
+    def tool(where: Path) -> Path:
+        where.mkdir(parents=True)
+        (where / "llama-server").write_text("#!/bin/sh\n")
+        (where / "llama-server").chmod(0o755)
+        return where / "llama-server"
+
+    on_path = tool(tmp_path / "path")
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    monkeypatch.setenv("EVALKIT_LLAMA_TOOLS", str(tmp_path / "tools"))
+    assert find_tool("llama-server") == on_path
+    other = tool(tmp_path / "tools" / "0.0.1-aaaa" / "build" / "bin")
+    assert find_tool("llama-server") == other
+    mine = tool(tmp_path / "tools" / f"{metadata.version('llama-cpp-python')}-bbbb" / "build" / "bin")
+    os.utime(other, (time.time() + 60, time.time() + 60))  # newer, but another llama.cpp
+    assert find_tool("llama-server") == mine
+    assert find_tool("llama-bench") is None
+
+
+@requires_llama_server
 def test_llama_server_timings_and_draft_counts_are_recorded(cli, smollm2_path):
     port = free_port()
     res = cli(*server_args(
@@ -45,6 +77,8 @@ def test_llama_server_timings_and_draft_counts_are_recorded(cli, smollm2_path):
     assert result.status == "complete" and len(samples) == 2
     assert len(result.model.sha256) == 64 and result.model.file_type == "Q4_1"  # resolved locally
     assert result.backend.type == "llama_server" and result.backend.build.startswith("version")
+    # the build flavour, from --list-devices: a GPU build that offloaded is not "cpu"
+    assert result.backend.flavour is not None and (not result.backend.gpu_offload or result.backend.flavour != "cpu")
     for s in samples:
         t = s.server_timings
         assert s.model_sha256 == result.model.sha256 and s.token_counts == "usage"
@@ -60,13 +94,14 @@ def test_llama_server_timings_and_draft_counts_are_recorded(cli, smollm2_path):
     assert result.backend.extra["server_peak_rss_bytes"] > 50e6
 
 
-@needs_binary
+@requires_llama_server
 def test_a_server_that_cannot_start_is_one_line_error(cli):
-    res = cli(*server_args("backend.extra_args=[--no-such-flag]"))
+    # no backend.binary: the default finds the one scripts/llama-tools.sh built
+    res = cli("backend=llama_server", "backend.n_threads=1", "task=constraints", "backend.extra_args=[--no-such-flag]")
     assert_one_line_error(res, "llama-server exited with code")
 
 
-@needs_binary
+@requires_llama_server
 def test_sigterm_stops_the_server_and_keeps_samples(tmp_path):
     port = free_port()
     cmd = [sys.executable, "-m", "evalkit", *server_args("task.samples=3", "task.sampling.max_tokens=8",

@@ -9,8 +9,7 @@ model file and must reproduce the exact in-process value (-0.2644 nats for " Par
 import json
 
 import pytest
-from conftest import assert_one_line_error
-from servers import find_llama_server
+from conftest import assert_one_line_error, requires_llama_server
 
 from evalkit.harness.remote import ABS_TOL, REL_TOL
 
@@ -71,11 +70,11 @@ def test_loglikelihood_over_a_server_needs_a_local_tokenizer(openai_server, cli)
     assert_one_line_error(result, "backend.tokenizer_model")
 
 
-@pytest.mark.skipif(find_llama_server() is None, reason="llama-server not built (bash scripts/llama-tools.sh)")
+@requires_llama_server
 def test_llama_server_is_detected_as_not_echoing(cli):
     """llama.cpp's llama-server ignores `echo`: said in one line, before any task request."""
     result = cli(
-        "model=smollm2_135m", "backend=llama_server", f"backend.binary={find_llama_server()}",
+        "model=smollm2_135m", "backend=llama_server",  # backend.binary: the default lookup
         "backend.n_threads=1", "backend.n_ctx=1024", "backend.tokenizer_model=smollm2_135m",
         "task=benchmarks", "task.tasks=[evalkit_facts_mc]", "task.limit=1", "progress=false",
     )

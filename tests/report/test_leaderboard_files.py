@@ -5,7 +5,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from conftest import assert_one_line_error, CliResult
+from conftest import assert_one_line_error, CliResult, find_chromium, requires_chromium
 from report_fixtures import HW_B, write_run
 
 from evalkit.report.leaderboard import COLUMNS, DYNAMIC_DOCS
@@ -188,11 +187,9 @@ def test_cli_errors_on_pairs_and_metrics(tree):
     assert_one_line_error(leaderboard(tree, "--pair", "g12_q4", "--quiet"), "--pair wants A=B")
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@requires_chromium
 def test_html_report_renders_in_chromium(tree, tmp_path):
+    chromium = find_chromium()
     html_path = tmp_path / "report.html"
     r = leaderboard(tree, "--html", html_path, "--pair", "g12_q4:Q4_K=g12_q8", "--quiet")
     # g12_q4 has rows on two machines; the pair takes the one on the same hardware as g12_q8
@@ -206,13 +203,13 @@ def test_html_report_renders_in_chromium(tree, tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
     env = {**os.environ, "HOME": str(tmp_path)}
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", html_path.as_uri()], capture_output=True, text=True,
+    dom = subprocess.run([chromium, *flags, "--dump-dom", html_path.as_uri()], capture_output=True, text=True,
                          timeout=120, env=env).stdout  # fmt: skip
     assert '<table id="leaderboard">' in dom and "g12_q4" in dom
     assert re.search(r"<div class=\"plot frontier-plot\"[^>]*>.*?<svg", dom, re.S), "the frontier plot is inline SVG"
     assert "pair-table" in dom and "bit width" in dom and "not distinguishable from noise" in dom
     shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1400,1000", html_path.as_uri()],
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,1000", html_path.as_uri()],
                    capture_output=True, timeout=120, env=env)  # fmt: skip
     import matplotlib.image as mpimg
 
