@@ -37,8 +37,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--pair-csv", type=Path, help="write the pair reports' speed and quality rows as CSV")
     p.add_argument("--bootstrap", type=int, default=2000, help="ignored: pair intervals are t intervals now (kept for old command lines)")
     p.add_argument("--seed", type=int, default=0, help="ignored, as --bootstrap")
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for pair intervals")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--grid", action="store_true",
                    help="print the plain/MTP x QAT grid (printed anyway when the runs form one)")  # fmt: skip
     p.add_argument("--include-incomplete", action="store_true", help="show interrupted/failed runs too")

@@ -195,11 +195,10 @@ def _pair_html(p: PairReport) -> str:
 
 
 def mtp_grid_section(runs: list) -> str:
-    """HOOK (issue 14, for the coordinator): the plain / MTP / QAT / MTP+QAT 2x2 grid of the Gemma 4
-    issue, from evalkit/report/mtp_grid.py (helper h15b), goes here: return its HTML section (an
-    <h2 id='mtp-grid'>, a 2x2 table with speed, acceptance and quality per cell), or "" when the
-    runs hold no such grid. Until then it adds nothing to the page."""
-    return ""
+    """The plain / MTP / QAT / MTP+QAT grid (evalkit/report/mtp_grid.py), when the runs form one."""
+    from evalkit.report.mtp_grid import grid_html, grid_rows
+
+    return grid_html(grid_rows(runs))
 
 
 def render(

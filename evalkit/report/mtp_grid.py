@@ -39,7 +39,7 @@ class GridRow(BaseModel):
     n_samples: int
     gen_tokens_per_s: float | None  # all generated tokens / all generation seconds
     # Against the plain run of the same model (the speculative pair block): per-sample
-    # geometric-mean ratio of generation tokens/s and its 95% bootstrap interval.
+    # geometric-mean ratio of generation tokens/s and its 95% paired t interval (none below 3 pairs).
     speedup: float | None = None
     speedup_ci_low: float | None = None
     speedup_ci_high: float | None = None
@@ -164,42 +164,89 @@ def _interval(x: float | None, lo: float | None, hi: float | None, fmt: str) -> 
     return f"{fmt.format(x)} [{fmt.format(lo)}–{fmt.format(hi)}]"
 
 
-def print_grid(rows: list[GridRow], console) -> None:
-    """One table per grid: speed, speedup, acceptance, quality, identical outputs."""
-    from rich.table import Table
+def _cells(r: GridRow) -> dict[str, str]:
+    """One row's figures as text, the same for the terminal and the HTML grid."""
+    pct = lambda x: x and 100 * x  # noqa: E731
+    return {
+        "gen tok/s": _num(r.gen_tokens_per_s),
+        "speedup vs plain [95% CI]": _interval(r.speedup, r.speedup_ci_low, r.speedup_ci_high, "{:.2f}×"),
+        "acceptance": _num(pct(r.acceptance_rate), "{:.0f}%") if r.drafted_tokens else "—",
+        "pass strict [95% CI]": _interval(
+            pct(r.pass_strict), pct(r.pass_strict_ci_low), pct(r.pass_strict_ci_high), "{:.0f}%"
+        )
+        + (f" (n={r.pass_n})" if r.pass_n else ""),
+        "identical / numerics / unexplained": (
+            f"{r.n_identical} / {r.n_numerics_explained} / {r.n_unexplained} of {r.n_pairs}" if r.n_pairs else "—"
+        ),
+    }
 
+
+def _by_group(rows: list[GridRow]) -> dict[str, list[GridRow]]:
     by_group: dict[str, list[GridRow]] = defaultdict(list)
     for r in rows:
         by_group[r.group].append(r)
-    for group, members in by_group.items():
-        table = Table(title=f"MTP / QAT grid · {group}", title_justify="left")
-        for name, left in (
-            ("model", True), ("variant", True), ("QAT", True), ("speculative", True), ("gen tok/s", False),
-            ("speedup vs plain [95% CI]", False), ("acceptance", False),
-            ("pass strict [95% CI]", False), ("identical / numerics / unexplained", False),
-        ):  # fmt: skip
-            table.add_column(name, justify="left" if left else "right")
-        for r in members:
-            same = (
-                f"{r.n_identical} / {r.n_numerics_explained} / {r.n_unexplained} of {r.n_pairs}"
-                if r.n_pairs
-                else "—"
-            )
-            table.add_row(
-                r.model,
-                r.variant,
-                "yes" if r.qat else "no",
-                r.speculative,
-                _num(r.gen_tokens_per_s),
-                _interval(r.speedup, r.speedup_ci_low, r.speedup_ci_high, "{:.2f}×"),
-                _num(r.acceptance_rate and 100 * r.acceptance_rate, "{:.0f}%") if r.drafted_tokens else "—",
-                _interval(
-                    r.pass_strict and 100 * r.pass_strict,
-                    r.pass_strict_ci_low and 100 * r.pass_strict_ci_low,
-                    r.pass_strict_ci_high and 100 * r.pass_strict_ci_high,
-                    "{:.0f}%",
-                )
-                + (f" (n={r.pass_n})" if r.pass_n else ""),
-                same,
-            )
+    return by_group
+
+
+def print_grid(rows: list[GridRow], console) -> None:
+    """One table per grid, whole cells only (columns are dropped, and named, when narrow)."""
+    from evalkit.report.tables import fitted_table
+
+    for group, members in _by_group(rows).items():
+        figures = [_cells(r) for r in members]
+        columns = [
+            ("model", [r.model for r in members]),
+            ("variant", [r.variant for r in members]),
+            ("QAT", ["yes" if r.qat else "no" for r in members]),
+            ("speculative", [r.speculative for r in members]),
+            *[(name, [f[name] for f in figures]) for name in figures[0]],
+        ]
+        table, dropped = fitted_table(
+            f"MTP / QAT grid · {group}", columns, console.width, left={"model", "variant", "QAT", "speculative"},
+            priority=[0, 3, 4, 5, 6, 7, 8, 1, 2],
+        )  # fmt: skip
+        if dropped:
+            table.caption = "not shown at this width: " + ", ".join(dropped) + " (evalkit-leaderboard --json has them)"
+            table.caption_justify = "left"
         console.print(table)
+
+
+def grid_html(rows: list[GridRow]) -> str:
+    """The grid as the seeds drew it: one row per model variant (QAT or not), one column per
+    decoding method, speed, speedup, acceptance and quality in each cell. "" without a grid."""
+    import html
+
+    if not rows:
+        return ""
+    out = [
+        "<h2 id='mtp-grid'>MTP × QAT grid</h2>",
+        "<p class='muted'>Each cell: generation tokens/s, speedup against the plain run of the same "
+        "variant (paired by prompt and seed, 95% t interval), draft acceptance, strict pass rate "
+        "(95% Wilson interval) and how many outputs are identical to the plain run's.</p>",
+    ]
+    for group, members in _by_group(rows).items():
+        methods = sorted({r.speculative for r in members}, key=lambda m: (m != "none", m))
+        variants = list(dict.fromkeys((r.model, r.variant, r.qat) for r in members))
+        cell = {(r.model, r.variant, r.speculative): r for r in members}
+        head = "<th class='l'>variant</th>" + "".join(f"<th class='l'>{html.escape(m)}</th>" for m in methods)
+        body = []
+        for model, variant, qat in variants:
+            tds = []
+            for m in methods:
+                r = cell.get((model, variant, m))
+                if r is None:
+                    tds.append("<td class='l muted'>not run</td>")
+                    continue
+                lines = "".join(
+                    f"<div><span class='muted'>{html.escape(k)}</span> {html.escape(v)}</div>"
+                    for k, v in _cells(r).items()
+                    if v != "—"
+                )
+                tds.append(f"<td class='l'>{lines}</td>")
+            label = f"{html.escape(model)} [{html.escape(variant)}]" + (" · QAT" if qat else "")
+            body.append(f"<tr><td class='l'><b>{label}</b></td>{''.join(tds)}</tr>")
+        out.append(
+            f"<p class='muted'>{html.escape(group)}</p><div class='scroll'><table class='mtp-grid'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+        )
+    return "".join(out)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import requires_llama_server
 from servers import find_llama_server
 
 from evalkit.backends.llama_server import server_help, spec_types, speculative_args
@@ -20,7 +21,6 @@ from evalkit.errors import BackendError
 from evalkit.records import RunResult, SampleRecord
 
 BINARY = find_llama_server()
-needs_binary = pytest.mark.skipif(BINARY is None, reason="llama-server not built (bash scripts/llama-tools.sh)")
 
 CURRENT = """
 -md,   --spec-draft-model, --model-draft FNAME    draft model for speculative decoding (default: unused)
@@ -57,7 +57,7 @@ def test_a_build_without_mtp_is_one_line_error():
     assert "\n" not in str(exc.value) and "llama-server /x" in str(exc.value)
 
 
-@needs_binary
+@requires_llama_server
 def test_the_built_server_offers_draft_mtp():
     text = server_help(str(BINARY))
     assert "draft-mtp" in spec_types(text)
@@ -92,7 +92,7 @@ def _samples(run_dir) -> list[SampleRecord]:
     return [SampleRecord.model_validate_json(ln) for ln in (run_dir / "samples.jsonl").read_text().splitlines()]
 
 
-@needs_binary
+@requires_llama_server
 def test_greedy_mtp_through_llama_server_equals_plain(server_sweep):
     runs, _ = server_sweep
     plain = {s.prompt_id: s for s in _samples(runs["none"][0])}
@@ -104,7 +104,7 @@ def test_greedy_mtp_through_llama_server_equals_plain(server_sweep):
     assert max(s.prompt_tokens + s.completion_tokens for s in mtp.values()) > 128 + 64
 
 
-@needs_binary
+@requires_llama_server
 def test_server_mtp_counts_and_flags(server_sweep):
     runs, _ = server_sweep
     run_dir, result = runs["mtp"]
@@ -123,7 +123,7 @@ def test_server_mtp_counts_and_flags(server_sweep):
     assert all(s.drafted_tokens is None for s in _samples(runs["none"][0]))
 
 
-@needs_binary
+@requires_llama_server
 def test_server_runs_get_the_speculative_pair_block(server_sweep):
     runs, proc = server_sweep
     s = runs["mtp"][1].speculative

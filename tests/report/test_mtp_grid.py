@@ -63,6 +63,19 @@ def test_leaderboard_prints_the_grid(outputs):
     assert "MTP / QAT grid" in proc.stdout and "speedup vs plain" in proc.stdout
 
 
+def test_report_has_the_grid_as_a_matrix(outputs, tmp_path):
+    page = tmp_path / "report.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalkit.leaderboard", str(outputs), "--html", str(page), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    grid = page.read_text().split("id='mtp-grid'", 1)[1].split("</table>", 1)[0]
+    # one row per variant, one column per decoding method: the 2x2 the seeds drew
+    assert grid.count("<tr>") == 3 and grid.count("<th class='l'>") == 3
+    assert "acceptance" in grid and "pass strict" in grid and "not run" not in grid
+
+
 @pytest.mark.parametrize("n", [14, 28, 56, 140])
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.8])
 def test_wilson_coverage(n, p):

@@ -5,13 +5,13 @@ import html as htmlmod
 import io
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from conftest import find_chromium, requires_chromium
 from report_fixtures import write_run
 from test_leaderboard_files import leaderboard
 
@@ -177,7 +177,7 @@ def test_wide_and_columns_flags(page_tree):
     assert r.returncode == 2 and "unknown column(s) nope" in r.stderr
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMIUM = find_chromium()
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
 
@@ -225,7 +225,7 @@ def _probe(tmp_path: Path, page: str, name: str, width: int, csp: bool) -> dict:
     return json.loads(htmlmod.unescape(m.group(1)))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@requires_chromium
 def test_report_in_chromium_fits_and_fetches_nothing(page_tree, tmp_path):
     out = tmp_path / "report.html"
     assert leaderboard(page_tree, "--html", out, "--quiet").returncode == 0
