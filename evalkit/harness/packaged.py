@@ -158,8 +158,8 @@ def check_fewshot(tasks: dict[str, Any], num_fewshot: int | None) -> None:
         mark = (cfg.metadata or {}).get(MARK)
         if not mark:
             continue
-        own = cfg.num_fewshot or 0
-        shots = own if (num_fewshot is None or own == 0) else num_fewshot
+        own = cfg.num_fewshot
+        shots = (own or 0) if (num_fewshot is None or own == 0) else num_fewshot
         if not shots:
             continue
         fs = getattr(task, "fewshot_cfg", None)
