@@ -361,23 +361,36 @@ def _group_stats(name: str, members: list[int], kld, same, diff, prompt_of) -> K
 
 
 def show(result: RunResult, console, out_dir: Path) -> None:
-    """The ladder table (kld_tables), then this variant's per-category table."""
-    from evalkit.report.kld_tables import print_kld
+    """The ladder table (kld_tables), then mean KLD per category for every variant beside it."""
+    import json
+
+    from evalkit.report.kld_tables import ladder_rows, print_kld
 
     print_kld(result, console, out_dir)
     k = result.kld
     if k is None or k.responses is None:
         return
-    r = k.responses
-    table = Table(title=f"KLD on {k.corpus} by category ({result.model.variant} vs {k.reference_variant})",
+    this = json.loads(result.model_dump_json())
+    rows = [r for r in ladder_rows(out_dir, this["kld"]) if (r["kld"].get("responses") or {}).get("categories")]
+    if not any(r["run_id"] == result.run_id for r in rows):
+        rows.append(this)
+    rows.sort(key=lambda r: r["kld"]["kld_mean"])
+    table = Table(title=f"mean KLD per category on {k.corpus} (answer tokens; vs {k.reference_variant})",
                   title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("category", "prompts", "answer tokens", "KLD mean", "± (clustered)", "KLD p99", "same top %",
-                "ln PPL ratio"):
-        table.add_column(col, justify="left" if col == "category" else "right")
-    for c in r.categories:
-        table.add_row(escape(c.category), str(c.n_prompts), str(c.n_scored), f"{c.kld_mean:.4f}",
-                      f"{c.kld_se_clustered:.4f}" if c.kld_se_clustered is not None else "-",
-                      f"{c.kld_p99:.3f}", f"{c.same_top_pct:.1f}", f"{c.ln_ppl_ratio_mean:+.4f}")
+    table.add_column("category")
+    table.add_column("prompts", justify="right")
+    table.add_column("tokens", justify="right")
+    for r in rows:
+        mark = " ←" if r["run_id"] == result.run_id else ""
+        table.add_column(escape(r["model"]["variant"]) + mark, justify="right")
+    by_run = [{c["category"]: c for c in r["kld"]["responses"]["categories"]} for r in rows]
+    for c in k.responses.categories:
+        cells = [by.get(c.category) for by in by_run]
+        table.add_row(escape(c.category), str(c.n_prompts), str(c.n_scored),
+                      *[f"{x['kld_mean']:.4f}" if x else "-" for x in cells])
+    table.add_row("all", str(len(k.responses.prompts)), str(k.n_scored),
+                  *[f"{r['kld']['kld_mean']:.4f}" for r in rows], style="bold")
     console.print(table)
-    console.print(f"scored: {r.scored}; answers sampled with seed per prompt, "
+    r = k.responses
+    console.print(f"scored: {r.scored}; one answer per prompt, seeds recorded; "
                   f"cap {r.answer_max_tokens or r.sampling.get('max_tokens') or 'none'} tokens")

@@ -105,4 +105,4 @@ def test_per_prompt_and_per_category_in_the_record(runs):
     assert r.answer_max_tokens == CAP and r.sampling["seed"] == 3 and "answer tokens only" in r.scored
     for p, c in zip(r.prompts, r.categories):
         assert p.kld_mean == pytest.approx(c.kld_mean)
-    assert "by category" in out["q2_k"][2].stdout and "creative" in out["q2_k"][2].stdout
+    assert "KLD per category" in out["q2_k"][2].stdout and "creative" in out["q2_k"][2].stdout
