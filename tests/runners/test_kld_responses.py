@@ -15,8 +15,6 @@ import pytest
 
 from evalkit.records import RunResult
 
-pytestmark = pytest.mark.slow
-
 TASK = """\
 name: two
 description: two prompts, two categories
@@ -60,6 +58,7 @@ def runs(tmp_path_factory):
     return cache, out
 
 
+@pytest.mark.slow
 def test_reference_answers_are_generated_once_and_reused(runs):
     cache, out = runs
     first, second, third = (out[q][1].kld.cache for q in ("q8_0", "q2_k", "f16"))
@@ -69,6 +68,7 @@ def test_reference_answers_are_generated_once_and_reused(runs):
     assert "reference answers" not in out["q2_k"][2].stderr  # no regeneration message either
 
 
+@pytest.mark.slow
 def test_candidates_are_scored_on_the_same_tokens(runs):
     from evalkit.refcache import ResponsesCache
     import json
@@ -96,6 +96,7 @@ def test_candidates_are_scored_on_the_same_tokens(runs):
     assert out["q2_k"][1].kld.kld_mean > out["q8_0"][1].kld.kld_mean > 0
 
 
+@pytest.mark.slow
 def test_per_prompt_and_per_category_in_the_record(runs):
     _, out = runs
     r = out["q2_k"][1].kld.responses
@@ -106,3 +107,15 @@ def test_per_prompt_and_per_category_in_the_record(runs):
     for p, c in zip(r.prompts, r.categories):
         assert p.kld_mean == pytest.approx(c.kld_mean)
     assert "KLD per category" in out["q2_k"][2].stdout and "creative" in out["q2_k"][2].stdout
+
+
+def test_bad_responses_specs_are_one_line(cli):
+    from conftest import assert_one_line_error
+
+    r = cli("model=smollm2_135m", "task=kld", "task.corpus=responses:no_such_task", "backend.n_threads=1")
+    assert_one_line_error(r, "unknown task file 'no_such_task'")
+    r = cli("model=smollm2_135m", "task=kld", "task.corpus=responses:", "backend.n_threads=1")
+    assert_one_line_error(r, "responses:<task> needs a task name")
+    r = cli("model=smollm2_135m", "task=perplexity", "task.corpus=responses:stress", "backend.n_threads=1",
+            "task.chunks=1")
+    assert_one_line_error(r, "task=kld corpus only")
