@@ -48,8 +48,10 @@ class ModelConfig(Strict):
     description: str = ""
     # Models that are variants of the same weights share a family (pairs, ladders, leaderboard).
     family: str | None = None
-    source: Literal["embedded", "hf", "path"] = "hf"
+    source: Literal["embedded", "hf", "path", "synthetic"] = "hf"
     embedded: str | None = None  # key in evalkit.models.embedded.EMBEDDED
+    # key in evalkit.models.synthetic.SYNTHETIC: random weights built on first use (stand-ins)
+    synthetic: str | None = None
     hf_repo: str | None = None
     hf_file: str | None = None  # file name or glob inside hf_repo, e.g. "*UD-Q4_K_XL*.gguf"
     hf_revision: str | None = None
@@ -59,6 +61,9 @@ class ModelConfig(Strict):
     qat: bool = False  # quantization-aware-trained weights (for pair confound flags)
     # Human description of the weights' precision, e.g. "vendor QAT Q4_0".
     precision_note: str | None = None
+    # The model's multi-token-prediction drafter (a conf/model name), used by
+    # backend.speculative=mtp when backend.draft_model is not given.
+    mtp_drafter: str | None = None
 
     @model_validator(mode="after")
     def _source_is_complete(self) -> "ModelConfig":
@@ -66,6 +71,8 @@ class ModelConfig(Strict):
             return self
         if self.source == "embedded" and not self.embedded:
             raise ValueError("source=embedded needs model.embedded")
+        if self.source == "synthetic" and not self.synthetic:
+            raise ValueError("source=synthetic needs model.synthetic")
         if self.source == "hf" and not (self.hf_repo and self.hf_file):
             raise ValueError("source=hf needs model.hf_repo and model.hf_file")
         if self.source == "path":
@@ -100,9 +107,11 @@ class LlamaCppBackendConfig(Strict):
     # decoding, whose rejected drafts must be removed from the cache again; otherwise the small
     # window cache, as llama-bench and llama-server use by default.
     swa_full: bool | None = None
-    speculative: Literal["none", "prompt_lookup", "draft"] = "none"
+    # mtp: a multi-token-prediction assistant (Gemma 4) sharing the target's KV cache
+    speculative: Literal["none", "prompt_lookup", "draft", "mtp"] = "none"
     num_pred_tokens: int = Field(10, ge=1, le=64)  # drafted tokens per step
-    draft_model: str | None = None  # a conf/model name, for speculative=draft
+    # A conf/model name, for speculative=draft or mtp (mtp: null uses model.mtp_drafter).
+    draft_model: str | None = None
 
     @model_validator(mode="after")
     def _draft_needs_model(self) -> "LlamaCppBackendConfig":

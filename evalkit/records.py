@@ -49,6 +49,8 @@ class ModelRecord(BaseModel):
     provenance: str | None = None
     path: str | None = None
     base_sha256: str | None = None
+    # Set for synthetic random-weight models: a plain statement that the scores mean nothing.
+    synthetic: str | None = None
 
 
 class CheckOutcome(BaseModel):
@@ -58,6 +60,7 @@ class CheckOutcome(BaseModel):
     value: Any = None
     reason: str
     passed_loose: bool
+    spans: list[tuple[int, int]] | None = None  # failing [start, end) offsets in the output, when located
 
 
 class SampleRecord(BaseModel):
@@ -115,6 +118,11 @@ class MemoryRecord(BaseModel):
     kv_cache_bytes: int | None = None  # as llama.cpp allocated it for this context
     compute_buffer_bytes: int | None = None
     gpu_memory_used_bytes: int | None = None  # NVML, when a GPU is in use; null on CPU
+    # Speculative decoding with a draft or MTP model: what that second model adds.
+    draft_file_size_bytes: int | None = None
+    draft_model_buffer_bytes: int | None = None
+    draft_kv_cache_bytes: int | None = None  # 0 for an MTP drafter: it reads the target's
+    draft_compute_buffer_bytes: int | None = None
 
 
 class Stat(BaseModel):
@@ -291,6 +299,9 @@ class KldSummary(ScoredCorpus):
     kld_p99: float
     kld_p999: float
     kld_max: float
+    # The per-token KLD distribution, compact: KLD at each level of KLD_QUANTILE_LEVELS (report plots it).
+    kld_quantile_levels: list[float] | None = None
+    kld_quantiles: list[float] | None = None
     same_top_pct: float
     same_top_se_pct: float
     same_top_se_clustered_pct: float | None = None
@@ -369,7 +380,7 @@ class SpeculativeSummary(BaseModel):
     gen_tokens_per_s_baseline: float | None = None
     speedup: float | None = None  # aggregate ratio: gen_tokens_per_s / gen_tokens_per_s_baseline
     speedup_geomean: float | None = None  # geometric mean of per-sample ratios
-    speedup_ci_low: float | None = None  # 95% bootstrap interval of the geometric mean
+    speedup_ci_low: float | None = None  # 95% paired t interval of the geometric mean (none below 3 pairs)
     speedup_ci_high: float | None = None
     total_s_ratio: float | None = None  # baseline end-to-end seconds / speculative (paired)
 

@@ -59,6 +59,7 @@ class RunContext:
             kv_cache_bytes=getattr(facts, "kv_cache_bytes", None),
             compute_buffer_bytes=getattr(facts, "compute_buffer_bytes", None),
             gpu_memory_used_bytes=gpu_memory_used_bytes(),
+            **(self.backend.draft_memory() if hasattr(self.backend, "draft_memory") else {}),
         )
 
     def result(self, status: str, message: str | None = None, **fields: Any) -> RunResult:

@@ -5,7 +5,8 @@ run directories (outputs/<task>/<variant>/llama_cpp-<hash>) whose configs differ
 speculative settings. A sample's resume key does not depend on those settings, so the samples
 pair up one to one. Whichever of the two finishes second writes the comparison into the
 speculative run's results.json (`speculative` block): drafted/accepted tokens, acceptance rate,
-and the generation-speed ratio (wall-clock tokens/s) with a bootstrap interval.
+and the generation-speed ratio (wall-clock tokens/s) with a paired t interval of the per-sample
+geometric mean (same prompt and seed on both sides; none below intervals.MIN_N pairs).
 
 `python -m evalkit.speculative RUN_DIR` recomputes and prints it for an existing run.
 """
@@ -21,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.metrics.intervals import MIN_N, log_ratio_test
 from evalkit.records import RunResult, SampleRecord, SpeculativeSummary, iter_jsonl
 
 # Backend keys that only choose the speculation; everything else must match for a fair pair.
 SPECULATIVE_KEYS = ("speculative", "num_pred_tokens", "draft_model")
 # Task keys that only choose how many samples/prompts: pairing is by sample key anyway.
 EXTENDABLE_TASK_KEYS = ("samples", "prompts")
-BOOTSTRAP_ROUNDS = 2000
 
 
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +87,11 @@ def _rate(records: list[SampleRecord]) -> float | None:
     return tokens / seconds if seconds > 0 else None
 
 
+def _draft_model(spec: RunResult) -> str | None:
+    """The draft model the run used (mtp may take it from the model config, not the backend's)."""
+    return spec.backend.settings.get("draft_model") or spec.config.get("backend", {}).get("draft_model")
+
+
 def summarize(
     spec_dir: Path, spec: RunResult, base_dir: Path | None, seed: int = 0
 ) -> SpeculativeSummary:
@@ -94,7 +100,7 @@ def summarize(
     summary = SpeculativeSummary(
         method=method_of(spec.config),
         num_pred_tokens=backend.get("num_pred_tokens"),
-        draft_model=backend.get("draft_model") if method_of(spec.config) == "draft" else None,
+        draft_model=_draft_model(spec) if method_of(spec.config) in ("draft", "mtp") else None,
         drafted_tokens=g.drafted_tokens if g else None,
         accepted_tokens=g.accepted_tokens if g else None,
         acceptance_rate=g.acceptance_rate if g else None,
@@ -117,12 +123,10 @@ def summarize(
         summary.speedup = summary.gen_tokens_per_s / summary.gen_tokens_per_s_baseline
     logs = np.log([x.gen_tokens_per_s / y.gen_tokens_per_s for x, y in zip(spec_recs, base_recs)])  # type: ignore[operator]
     summary.speedup_geomean = float(math.exp(logs.mean()))
-    if len(logs) > 1:
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, len(logs), size=(BOOTSTRAP_ROUNDS, len(logs)))
-        means = logs[idx].mean(axis=1)
-        summary.speedup_ci_low = float(math.exp(np.percentile(means, 2.5)))
-        summary.speedup_ci_high = float(math.exp(np.percentile(means, 97.5)))
+    if len(logs) >= MIN_N:  # paired t on the log ratios: the bootstrap was too narrow at small n
+        test = log_ratio_test(logs.mean(), logs.std(ddof=1) / math.sqrt(len(logs)), len(logs) - 1)
+        summary.speedup_ci_low = float(test.lo)
+        summary.speedup_ci_high = float(test.hi)
     spec_total = sum(r.total_s or 0.0 for r in spec_recs)
     base_total = sum(r.total_s or 0.0 for r in base_recs)
     summary.total_s_ratio = base_total / spec_total if spec_total > 0 else None
@@ -137,7 +141,7 @@ def describe(s: SpeculativeSummary) -> str:
     if s.speedup is not None:
         ci = (
             f", per-sample geometric mean {s.speedup_geomean:.2f}× "
-            f"(95% bootstrap CI {s.speedup_ci_low:.2f}–{s.speedup_ci_high:.2f})"
+            f"(95% paired t CI {s.speedup_ci_low:.2f}–{s.speedup_ci_high:.2f})"
             if s.speedup_ci_low is not None
             else ""
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from evalkit.backends import llama_log
 from evalkit.backends.base import BackendInfo, DraftStats, Generation, GenerationRequest
 from evalkit.config import LlamaCppBackendConfig, SamplingConfig
-from evalkit.errors import BackendError, ModelError
+from evalkit.errors import BackendError, ConfigError, ModelError
 from evalkit.hardware import cpu_name, physical_cores
 
 import llama_cpp  # noqa: E402  (imported after llama_log, which routes its log)
@@ -90,12 +91,15 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError) as exc:
             why = llama_log.last_error(mark) or str(exc)
             raise ModelError(f"llama.cpp could not load {model_path}: {why}") from None
-        self.load_facts = _parse_load_log(llama_log.since(mark))
+        self.load_log = llama_log.since(mark)
+        self.load_facts = _parse_load_log(self.load_log)
         self.n_ctx = self.llama.n_ctx()
         self.n_batch = self.llama.n_batch
         self.n_vocab = self.llama.n_vocab()
         self.vocab = self.llama._model.vocab
         self.drafter = drafter
+        self.draft_name: str | None = None  # the draft model's config name (draft, mtp)
+        self.draft_path: str | None = None
         self._formatter = self._chat_formatter() if cfg.chat_template else None
 
     # ---------------------------------------------------------------- description
@@ -121,7 +125,7 @@ class LlamaCppBackend:
                 "swa_full": self.swa_full,
                 "speculative": cfg.speculative,
                 "num_pred_tokens": cfg.num_pred_tokens if cfg.speculative != "none" else None,
-                "draft_model": cfg.draft_model if cfg.speculative == "draft" else None,
+                "draft_model": self.draft_name if cfg.speculative in ("draft", "mtp") else None,
             },
             output_settings={
                 "type_k": cfg.type_k,
@@ -136,6 +140,22 @@ class LlamaCppBackend:
                 "gpu_build": self.gpu_build,
             },
         )
+
+    def draft_memory(self) -> dict[str, int | None]:
+        """What the draft model adds to memory: its file, and llama.cpp's own buffer sizes."""
+        if self.drafter is None or self.draft_path is None:
+            return {}
+        log = getattr(self.drafter, "load_log", "") or ""
+        facts = _parse_load_log(log)
+        # An MTP drafter's cache lines describe the target's layers it reads ("sharing with
+        # layer N"): it allocates no KV cache of its own.
+        shared = "sharing with layer" in log
+        return {
+            "draft_file_size_bytes": Path(self.draft_path).stat().st_size,
+            "draft_model_buffer_bytes": facts.model_buffer_bytes,
+            "draft_kv_cache_bytes": 0 if shared else facts.kv_cache_bytes,
+            "draft_compute_buffer_bytes": facts.compute_buffer_bytes,
+        }
 
     def device_name(self) -> str:
         if self.gpu_build and self.n_gpu_layers != 0:
@@ -253,6 +273,9 @@ class LlamaCppBackend:
         # not prompt work; they still count in ttft_s and total_s), as llama.cpp's t_p_eval is.
         t_decode = time.perf_counter()
         self.decode(prompt, 0, logits="last")
+        if self.drafter is not None:
+            self.drafter.reset()
+            self.drafter.observe((len(prompt) - 1) % self.n_batch)  # the last piece's last row
         self.synchronize()
         t_prompt = time.perf_counter()
 
@@ -334,6 +357,8 @@ class _TokenStream:
             if not drafts:
                 n_past += 1
                 token = self.sampler.sample(ctx, -1)
+                if self.drafter is not None:
+                    self.drafter.observe(0)
                 continue
             self.draft_stats.draft_steps += 1
             self.draft_stats.drafted_tokens += len(drafts)
@@ -351,6 +376,7 @@ class _TokenStream:
                     continue
                 break
             self.draft_stats.accepted_tokens += accepted
+            self.drafter.observe(accepted)  # the row whose output is the new last token
             n_past += 1 + accepted
             # Rejected drafts leave KV entries past n_past: drop them before the next decode.
             ctx.kv_cache_seq_rm(-1, n_past, -1)
@@ -365,8 +391,16 @@ class _TokenStream:
 class Drafter:
     """Proposes tokens for speculative decoding."""
 
+    load_log: str = ""  # llama.cpp's log while the draft model loaded (its buffer sizes)
+
     def draft(self, history: np.ndarray) -> list[int]:
         raise NotImplementedError
+
+    def reset(self) -> None:
+        """A new sample starts (the target's KV cache was just cleared)."""
+
+    def observe(self, row: int) -> None:
+        """The target just decoded; `row` of that batch produced the newest token (MTP uses it)."""
 
     def close(self) -> None:
         pass
@@ -396,6 +430,7 @@ class ModelDrafter(Drafter):
         self.b = backend
         self.k = num_pred_tokens
         self.cached: list[int] = []
+        self.load_log = backend.load_log
 
     def draft(self, history: np.ndarray) -> list[int]:
         b = self.b
@@ -455,7 +490,7 @@ def make_drafter(
     cfg: LlamaCppBackendConfig, resolve_draft: Callable[[str], Any], target_vocab: str | None
 ) -> Drafter | None:
     """The drafter `backend.speculative` asks for; a draft model must share the vocabulary."""
-    if cfg.speculative == "none":
+    if cfg.speculative in ("none", "mtp"):  # mtp: open_backend, once the target is loaded
         return None
     if cfg.speculative == "prompt_lookup":
         return PromptLookupDrafter(cfg.num_pred_tokens)
@@ -491,6 +526,7 @@ def model_record(resolved) -> "ModelRecord":
         provenance=resolved.provenance,
         path=str(resolved.path),
         base_sha256=resolved.base_sha256,
+        synthetic=getattr(resolved, "synthetic", None),
     )
 
 
@@ -500,11 +536,46 @@ def open_backend(cfg, **overrides):
     from evalkit.models import load_model_config, resolve_model
 
     resolved = resolve_model(cfg.model)
+    refuse_mtp_only(cfg.model.name, resolved.gguf.architecture, "model")
     bcfg = cfg.backend
-    drafter = make_drafter(
-        bcfg,
-        lambda name: resolve_model(load_model_config(name)),
-        resolved.gguf.vocab_sha256,
-    )
+    draft_name = mtp_drafter_name(cfg) if bcfg.speculative == "mtp" else bcfg.draft_model
+    draft = resolve_model(load_model_config(draft_name)) if draft_name and bcfg.speculative != "prompt_lookup" else None
+    if draft is not None and bcfg.speculative == "draft":
+        refuse_mtp_only(draft_name, draft.gguf.architecture, "speculative=draft model")
+    drafter = make_drafter(bcfg, lambda name: draft, resolved.gguf.vocab_sha256)
     backend = LlamaCppBackend(bcfg, str(resolved.path), drafter=drafter, **overrides)
+    if draft is not None:
+        backend.draft_name, backend.draft_path = draft_name, str(draft.path)
+    if bcfg.speculative == "mtp":
+        from evalkit.backends.llama_mtp import MtpDrafter
+
+        try:  # the MTP context shares the target's: it can only be made after the target's
+            backend.drafter = MtpDrafter(backend, str(draft.path), draft_name, bcfg.num_pred_tokens)
+        except BaseException:
+            backend.close()
+            raise
     return OpenedBackend(backend=backend, model=model_record(resolved), resolved=resolved)
+
+
+# Architectures that only run inside a target's context (they read its KV cache).
+MTP_ONLY_ARCHITECTURES = ("gemma4-assistant",)
+
+
+def refuse_mtp_only(name: str, architecture: str | None, role: str) -> None:
+    """An MTP assistant cannot run alone: llama.cpp would fail with a log line that says little."""
+    if architecture in MTP_ONLY_ARCHITECTURES:
+        raise ConfigError(
+            f"{name} is an MTP drafter ({architecture}) and cannot be used as the {role}; "
+            f"use it as backend.draft_model with backend.speculative=mtp"
+        )
+
+
+def mtp_drafter_name(cfg) -> str:
+    """backend.draft_model, else the model config's own `mtp_drafter`, else a one-line error."""
+    name = cfg.backend.draft_model or cfg.model.mtp_drafter
+    if not name:
+        raise ConfigError(
+            f"speculative=mtp needs an MTP drafter: model {cfg.model.name} names none "
+            "(model.mtp_drafter); pass backend.draft_model=<model config name>"
+        )
+    return name

@@ -12,6 +12,9 @@ class CheckResult(BaseModel):
     passed: bool
     value: Any = None  # what was measured (a count, the offending phrases ...)
     reason: str  # one human sentence
+    # Where in the text the failure is, as [start, end) character offsets, when the check can say
+    # (forbidden phrases, markup); the report highlights them. None: not located.
+    spans: list[tuple[int, int]] | None = None
 
 
 class Params(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Literal
 
 from evalkit.checks.base import Check, CheckResult, Params
@@ -27,37 +28,71 @@ class MarkupParams(Params):
     kinds: list[Kind] = list(ALL_KINDS)
 
 
-def find_markup(text: str) -> dict[str, int]:
-    """How many instances of each markup kind a text has."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    found = {k: 0 for k in ALL_KINDS}
+def markup_instances(text: str) -> Iterator[tuple[str, int, int, bool]]:
+    """(kind, start, end, counted) for every piece of markup, as [start, end) offsets in the text.
+
+    Line kinds cover their whole line; a code fence covers its fence lines and what is between
+    them, of which only the opening line is `counted` (one fence, however long). The one scanner
+    behind both the counts (find_markup) and the spans the report highlights (markup_spans).
+    """
     in_fence = False
     prev = ""
-    for line in lines:
+    pos = 0
+    for raw in text.split("\n"):
+        line = raw.rstrip("\r")
+        start, end = pos, pos + len(line)
+        pos += len(raw) + 1
         if FENCE.match(line):
-            found["code_fences"] += 0 if in_fence else 1
+            yield "code_fences", start, end, not in_fence
             in_fence = not in_fence
             prev = line
             continue
         if in_fence:
+            yield "code_fences", start, end, False
             continue
         if BULLET.match(line) and not re.match(r"^\s*\*\*", line):
-            found["bullets"] += 1
+            yield "bullets", start, end, True
         if NUMBERED.match(line):
-            found["numbered"] += 1
+            yield "numbered", start, end, True
         if HEADING.match(line) or (SETEXT_UNDERLINE.match(line) and _setext_text(prev)):
-            found["headers"] += 1
+            yield "headers", start, end, True
         if TABLE_RULE.match(line) or (TABLE_ROW.match(line) and line.count("|") >= 3):
-            found["tables"] += 1
-        # Inline code and escaped markers render literally; a list marker is not emphasis.
-        inline = ESCAPED.sub("", CODE_SPAN.sub("", line))
-        inline = re.sub(r"^\s*[*+-]\s+", "", inline)
-        both = len(BOLD_ITALIC.findall(inline))
-        inline = BOLD_ITALIC.sub("", inline)
-        found["bold"] += both + len(BOLD.findall(inline)) + len(HTML_BOLD.findall(inline))
-        found["italic"] += both + len(ITALIC.findall(BOLD.sub("", inline))) + len(HTML_ITALIC.findall(inline))
+            yield "tables", start, end, True
+        yield from ((k, start + a, start + b, True) for k, a, b in _emphasis(line))
         prev = line
+
+
+def _blank(line: str, pattern: re.Pattern[str]) -> str:
+    """The line with the pattern's matches overwritten by spaces (offsets stay put)."""
+    return pattern.sub(lambda m: " " * len(m.group(0)), line)
+
+
+def _emphasis(line: str) -> Iterator[tuple[str, int, int]]:
+    # Inline code and escaped markers render literally; a list marker is not emphasis.
+    inline = _blank(_blank(line, CODE_SPAN), ESCAPED)
+    inline = _blank(inline, re.compile(r"^\s*[*+-]\s+"))
+    for m in BOLD_ITALIC.finditer(inline):  # ***x***: bold and italic at once
+        yield "bold", m.start(), m.end()
+        yield "italic", m.start(), m.end()
+    inline = _blank(inline, BOLD_ITALIC)
+    for pattern, kind in ((BOLD, "bold"), (HTML_BOLD, "bold"), (HTML_ITALIC, "italic")):
+        for m in pattern.finditer(inline):
+            yield kind, m.start(), m.end()
+    for m in ITALIC.finditer(_blank(inline, BOLD)):
+        yield "italic", m.start(), m.end()
+
+
+def find_markup(text: str) -> dict[str, int]:
+    """How many instances of each markup kind a text has."""
+    found = {k: 0 for k in ALL_KINDS}
+    for kind, _, _, counted in markup_instances(text):
+        found[kind] += counted
     return found
+
+
+def markup_spans(text: str, kinds: list[str]) -> list[tuple[int, int]]:
+    """[start, end) offsets of the markup kinds in the text, for the report to highlight."""
+    return sorted({(a, b) for kind, a, b, _ in markup_instances(text) if kind in kinds})
 
 
 def _setext_text(prev: str) -> bool:
@@ -73,7 +108,7 @@ def _forbidden_markup(text: str, p: MarkupParams) -> CheckResult:
     bad = {k: found[k] for k in p.kinds if found[k]}
     if bad:
         listed = ", ".join(f"{n} {k}" for k, n in bad.items())
-        return CheckResult(passed=False, value=bad, reason=f"forbidden markup found: {listed}")
+        return CheckResult(passed=False, value=bad, reason=f"forbidden markup found: {listed}", spans=markup_spans(text, list(bad)))
     return CheckResult(passed=True, value={}, reason="no forbidden markup")
 
 

@@ -15,8 +15,11 @@ Scope = Literal["all", "first_paragraph", "last_paragraph"]
 # A forbidden phrase also forbids the ways people actually say it.
 VARIANTS: dict[str, list[str]] = {
     "it depends": [
-        r"\bdepends\b",  # it depends, that really depends, depends on, a bare "Depends."
-        r"\bdepend(?:ing|ent)?\s+(?:on|upon)\b",  # will depend on, depending on
+        r"\b(?:it|that|this|everything|all)\s+(?:all\s+|really\s+|truly\s+|largely\s+|ultimately\s+)*depends\b",
+        r"\bdepends\s+(?:on|upon)\b",
+        r"\bdepending\s+on\b",
+        r"\bdepend\s+(?:on|upon)\b",  # will / may / could depend on
+        r"(?:^|(?<=[.!?:]\s))depends\b",  # the clipped spoken "Depends." opening a sentence
         r"\b(?:hard|difficult|impossible|tough|tricky)\s+to\s+say\b",
         r"\bno\s+one[\s-]+size[\s-]+fits[\s-]+all\b",
         r"\bcase[\s-]+by[\s-]+case\b",
@@ -49,13 +52,25 @@ class ForbiddenParams(Params):
 def _forbidden_phrases(text: str, p: ForbiddenParams) -> CheckResult:
     where = scope(text, p.scope)
     hits: list[str] = []
+    spans: list[tuple[int, int]] = []
+    base = _offset(text, where, p.scope)
     for phrase in p.phrases:
         for pattern in phrase_patterns(phrase, p.variants):
-            hits.extend(m.group(0) for m in pattern.finditer(where))
+            for m in pattern.finditer(where):
+                hits.append(m.group(0))
+                spans.append((base + m.start(), base + m.end()))
     if hits:
         shown = ", ".join(repr(h) for h in dict.fromkeys(h.lower() for h in hits))
-        return CheckResult(passed=False, value=hits, reason=f"forbidden phrase(s) used: {shown}")
+        return CheckResult(passed=False, value=hits, reason=f"forbidden phrase(s) used: {shown}", spans=sorted(set(spans)))
     return CheckResult(passed=True, value=[], reason="no forbidden phrase")
+
+
+def _offset(text: str, part: str, where: str) -> int:
+    """Where the scoped part starts in the text (a paragraph is a stripped block of it)."""
+    if where == "all" or not part:
+        return 0
+    i = text.find(part) if where == "first_paragraph" else text.rfind(part)
+    return max(i, 0)
 
 
 class KeywordParams(Params):

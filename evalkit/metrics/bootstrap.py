@@ -1,9 +1,7 @@
-"""Stratified bootstrap of A/B ratios over generation samples (pairwise comparisons).
+"""A/B ratios of speed and volume over generation samples, with small-sample t intervals.
 
-Samples are resampled with replacement *within each prompt and each side*, so a prompt with long
-answers never trades places with a prompt with short ones. Each replicate recomputes the same
-statistics as the point estimate; the 95% interval is the 2.5th..97.5th percentile of the
-replicate ratios. Seeded numpy Generator: the same records give the same interval.
+(The module keeps its old name for its importers; the percentile bootstrap it used to run was
+far too narrow at 2-10 samples a side and is gone: see evalkit/metrics/intervals.py.)
 
 Per prompt, from the samples' columns:
   throughput (chars/s) = sum chars / sum end-to-end seconds
@@ -13,6 +11,13 @@ Per prompt, from the samples' columns:
 Total over prompts: the per-prompt means summed (so unequal sample counts do not reweight
 prompts), throughput = total chars / total time, as the published "total generation time over
 six prompts" comparisons do.
+
+Each ratio's interval is a t interval on its log: the delete-one jackknife variance of
+log(metric) per prompt and side (summed over prompts and sides), with Welch-Satterthwaite
+degrees of freedom. Samples are independent draws within a prompt and side (not paired by
+seed: the same seed on two quantizations gives different answers and unshared timing noise),
+prompts are strata.
+No interval below MIN_N draws a side per prompt (MIN_N_TOTAL for the total), said so in `note`.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalkit.metrics.intervals import MIN_N, MIN_N_TOTAL, log_ratio_test, satterthwaite
+
 # Column order of a side's per-prompt sample matrix.
 COLUMNS = ("chars", "total_s", "gen_tokens", "generation_s")
 METRICS = ("chars_per_s", "gen_tokens_per_s", "total_s", "output_chars")
+INTERVAL = "95% t interval on the log ratio (jackknife SE within prompt and side, Welch-Satterthwaite df)"
 
 
 @dataclass
@@ -34,6 +42,9 @@ class Ratio:
     lo: float | None = None
     hi: float | None = None
     note: str | None = None  # why there is no interval
+    df: float | None = None  # degrees of freedom of the interval
+    p: float | None = None  # two-sided p of "ratio = 1"
+    mde: float | None = None  # smallest ratio change detectable at 80% power (0.1 = +/-10%)
 
     @property
     def covers_one(self) -> bool | None:
@@ -57,10 +68,52 @@ def _metrics(means: np.ndarray) -> np.ndarray:
         )
 
 
-def _replicate_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, 4) column means of n_boot resamples of the rows of x."""
-    idx = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
-    return x[idx].mean(axis=1)
+def _log_var(x: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """Jackknife variance contribution of one prompt's samples to log(metric), per metric.
+
+    x: (..., n, 4) samples; norms: (..., 4) the column means the metric is a ratio of, for a
+    per-prompt ratio, or the column sums of all prompts' means, for the total. Each sample of the
+    prompt is left out in turn (the prompt's mean recomputed from the other n - 1, the other
+    prompts unchanged); variance (n - 1)/n * sum (theta_i - mean theta)^2, n - 1 df. The plain
+    delta method gave 6.6% "distinguishable" verdicts between identical variants per prompt; the
+    jackknife stays within 3.5-5.8% at n = 3..10 (tests/metrics/test_interval_coverage.py).
+    """
+    n = x.shape[-2]
+    if n < 2:
+        return np.full(x.shape[:-2] + (4,), np.nan)
+    mean = x.mean(axis=-2)
+    loo = (x.sum(axis=-2)[..., None, :] - x) / (n - 1)  # prompt means without sample i
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.log(_metrics(norms[..., None, :] - mean[..., None, :] + loo))
+        return (n - 1) / n * ((theta - theta.mean(axis=-2, keepdims=True)) ** 2).sum(axis=-2)
+
+
+def ratio_tests(a: list[np.ndarray], b: list[np.ndarray]):
+    """Vectorised core: per-prompt and total log-ratio tests of A against B.
+
+    a, b: one array per prompt, shape (..., n_p, 4) in COLUMNS order (leading axes: independent
+    replicates, as the coverage simulation uses them). Returns (per-prompt point metrics a, b,
+    per-prompt tests, total metrics a, b, total test); tests have shape (..., 4) per METRICS.
+    """
+    ma = [x.mean(axis=-2) for x in a]
+    mb = [x.mean(axis=-2) for x in b]
+    per = []
+    for xa, xb, pa, pb in zip(a, b, ma, mb):
+        va, vb = _log_var(xa, pa), _log_var(xb, pb)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lr = np.log(_metrics(pa)) - np.log(_metrics(pb))
+        parts = np.stack([va, vb], axis=-1)
+        dfs = np.array([xa.shape[-2] - 1, xb.shape[-2] - 1], float)
+        per.append((_metrics(pa), _metrics(pb), log_ratio_test(lr, np.sqrt(va + vb), satterthwaite(parts, dfs))))
+    sa, sb = sum(ma), sum(mb)
+    vas = [_log_var(x, sa) for x in a]
+    vbs = [_log_var(x, sb) for x in b]
+    parts = np.stack(vas + vbs, axis=-1)
+    dfs = np.array([x.shape[-2] - 1 for x in a] + [x.shape[-2] - 1 for x in b], float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lr = np.log(_metrics(sa)) - np.log(_metrics(sb))
+    total = log_ratio_test(lr, np.sqrt(parts.sum(axis=-1)), satterthwaite(parts, dfs))
+    return per, (_metrics(sa), _metrics(sb), total)
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -69,72 +122,54 @@ def _ratio(a: float, b: float) -> float | None:
     return float(a / b)
 
 
-def _interval(ra: np.ndarray, rb: np.ndarray) -> tuple[float | None, float | None]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = ra / rb
-    r = r[np.isfinite(r)]
-    if r.size < 0.9 * ra.size:  # too many undefined replicates to trust percentiles
-        return None, None
-    lo, hi = np.percentile(r, [2.5, 97.5])
-    return float(lo), float(hi)
+def _fill(r: Ratio, test, k: int, enough: bool, why: str) -> Ratio:
+    if r.ratio is None:
+        return r
+    if not enough:
+        r.note = why
+        return r
+    lo, hi, se = float(test.lo[k]), float(test.hi[k]), float(test.se[k])
+    if not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(se)):
+        r.note = "no spread estimate (undefined for some sample)"
+        return r
+    r.lo, r.hi = lo, hi
+    r.df = float(test.df[k]) if np.isfinite(test.df[k]) else None
+    r.p, r.mde = float(test.p[k]), float(test.mde[k])
+    return r
 
 
 def paired_ratios(
     a: dict[str, np.ndarray],
     b: dict[str, np.ndarray],
-    *,
-    n_boot: int = 2000,
-    seed: int = 0,
+    **_unused,
 ) -> tuple[dict[str, dict[str, Ratio]], dict[str, Ratio]]:
-    """Per-prompt and total A/B ratios with stratified-bootstrap 95% intervals.
+    """Per-prompt and total A/B ratios with small-sample 95% t intervals.
 
     a, b: prompt id -> (n_samples, 4) float matrix in COLUMNS order; only prompts present on
-    both sides are compared. A prompt with fewer than two samples on either side has no
-    interval: one draw at temperature 1 says nothing about noise.
+    both sides are compared. Deterministic (no resampling); keyword arguments of the old
+    bootstrap (n_boot, seed) are accepted and ignored.
     """
     prompts = sorted(set(a) & set(b))
-    rng = np.random.default_rng(seed)
+    if not prompts:
+        return {}, {}
+    xa = [np.asarray(a[p], float) for p in prompts]
+    xb = [np.asarray(b[p], float) for p in prompts]
+    per, (ta, tb, ttest) = ratio_tests(xa, xb)
     per_prompt: dict[str, dict[str, Ratio]] = {}
-    reps_a: list[np.ndarray] = []
-    reps_b: list[np.ndarray] = []
-    can_total = True
-    for pid in prompts:
-        xa, xb = np.asarray(a[pid], float), np.asarray(b[pid], float)
-        ma, mb = _metrics(xa.mean(axis=0)), _metrics(xb.mean(axis=0))
-        enough = xa.shape[0] >= 2 and xb.shape[0] >= 2
-        can_total &= enough
-        ba = _replicate_means(xa, n_boot, rng)
-        bb = _replicate_means(xb, n_boot, rng)
-        reps_a.append(ba)
-        reps_b.append(bb)
-        qa, qb = _metrics(ba), _metrics(bb)
-        row = {}
-        for k, name in enumerate(METRICS):
-            r = Ratio(_num(ma[k]), _num(mb[k]), _ratio(ma[k], mb[k]))
-            if r.ratio is not None:
-                if enough:
-                    r.lo, r.hi = _interval(qa[:, k], qb[:, k])
-                    if r.lo is None:
-                        r.note = "undefined in too many resamples"
-                else:
-                    r.note = f"n={xa.shape[0]}/{xb.shape[0]}: no interval below 2 samples a side"
-            row[name] = r
-        per_prompt[pid] = row
-
-    total: dict[str, Ratio] = {}
-    if prompts:
-        sum_a = sum(np.asarray(a[p], float).mean(axis=0) for p in prompts)
-        sum_b = sum(np.asarray(b[p], float).mean(axis=0) for p in prompts)
-        ta, tb = _metrics(sum_a), _metrics(sum_b)
-        qa, qb = _metrics(sum(reps_a)), _metrics(sum(reps_b))
-        for k, name in enumerate(METRICS):
-            r = Ratio(_num(ta[k]), _num(tb[k]), _ratio(ta[k], tb[k]))
-            if r.ratio is not None:
-                if can_total:
-                    r.lo, r.hi = _interval(qa[:, k], qb[:, k])
-                else:
-                    r.note = "some prompt has under 2 samples a side: no interval"
-            total[name] = r
+    for pid, x, y, (pa, pb, test) in zip(prompts, xa, xb, per):
+        na, nb = x.shape[0], y.shape[0]
+        enough = min(na, nb) >= MIN_N
+        why = f"n={na}/{nb}<{MIN_N} a side: no interval"
+        per_prompt[pid] = {
+            name: _fill(Ratio(_num(pa[k]), _num(pb[k]), _ratio(pa[k], pb[k])), test, k, enough, why)
+            for k, name in enumerate(METRICS)
+        }
+    least = min(min(x.shape[0], y.shape[0]) for x, y in zip(xa, xb))
+    why = f"some prompt has under {MIN_N_TOTAL} samples a side: no interval"
+    total = {
+        name: _fill(Ratio(_num(ta[k]), _num(tb[k]), _ratio(ta[k], tb[k])), ttest, k, least >= MIN_N_TOTAL, why)
+        for k, name in enumerate(METRICS)
+    }
     return per_prompt, total
 
 

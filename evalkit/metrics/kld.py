@@ -224,6 +224,17 @@ def clustered_se(x: np.ndarray, clusters: np.ndarray) -> float | None:
     return float(np.sqrt(g / (g - 1) * np.sum(sums * sums)) / x.size)
 
 
+# The stored KLD distribution: every percent, then the tail in finer steps (p99.9 and beyond
+# matter most for quantization): 106 numbers whatever the corpus size.
+KLD_QUANTILE_LEVELS: list[float] = [i / 100 for i in range(100)] + [0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0]
+
+
+def kld_quantiles(kld: np.ndarray) -> list[float]:
+    """KLD at each of KLD_QUANTILE_LEVELS (same interpolation as `percentile`)."""
+    x = np.asarray(kld, dtype=np.float64)
+    return [float(v) for v in np.quantile(x, KLD_QUANTILE_LEVELS)] if x.size else []
+
+
 def percentile(x: np.ndarray, q: float) -> float:
     """Linear interpolation between order statistics (llama-perplexity's `percentile`)."""
     return float(np.quantile(np.asarray(x, dtype=np.float64), q))
@@ -287,6 +298,8 @@ def kld_stats(
         "kld_p99": percentile(kld, 0.99),
         "kld_p999": percentile(kld, 0.999),
         "kld_max": float(np.max(kld)),
+        "kld_quantile_levels": list(KLD_QUANTILE_LEVELS),
+        "kld_quantiles": kld_quantiles(kld),
         "same_top_pct": 100.0 * p_top,
         "same_top_se_pct": 100.0 * top_se,
         "same_top_se_clustered_pct": 100.0 * top_se_cl if top_se_cl is not None else None,

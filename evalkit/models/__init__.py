@@ -30,6 +30,7 @@ class ResolvedModel(BaseModel):
     qat: bool
     provenance: str  # honest description of the weights, e.g. "f16 of the shipped Q4_1 weights"
     base_sha256: str | None = None  # the file a ladder variant was built from
+    synthetic: str | None = None  # random-weight stand-in: says so (evalkit.models.synthetic)
 
 
 def resolve_model(cfg: ModelConfig) -> ResolvedModel:
@@ -58,7 +59,16 @@ def resolve_model(cfg: ModelConfig) -> ResolvedModel:
         qat=cfg.qat,
         provenance=note,
         base_sha256=parent,
+        synthetic=_synthetic_note(cfg),
     )
+
+
+def _synthetic_note(cfg: ModelConfig) -> str | None:
+    if cfg.path or cfg.source != "synthetic" or cfg.synthetic is None:
+        return None
+    from evalkit.models.synthetic import SYNTHETIC
+
+    return SYNTHETIC[cfg.synthetic].note
 
 
 def _base_file(cfg: ModelConfig) -> tuple[Path, str]:
@@ -70,6 +80,12 @@ def _base_file(cfg: ModelConfig) -> tuple[Path, str]:
     if cfg.source == "embedded":
         assert cfg.embedded is not None
         return embedded_path(cfg.embedded), cfg.precision_note or EMBEDDED[cfg.embedded].note
+    if cfg.source == "synthetic":
+        from evalkit.models.synthetic import SYNTHETIC, synthetic_path
+
+        assert cfg.synthetic is not None
+        path = synthetic_path(cfg.synthetic)
+        return path, cfg.precision_note or SYNTHETIC[cfg.synthetic].note
     assert cfg.hf_repo and cfg.hf_file
     path = hub_path(cfg.hf_repo, cfg.hf_file, cfg.hf_revision)
     return path, cfg.precision_note or f"{cfg.hf_repo}/{path.name}"

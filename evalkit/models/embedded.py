@@ -57,6 +57,18 @@ def embedded_path(key: str) -> Path:
     return path
 
 
+def embedded_sha256(key: str) -> str:
+    """The embedded file's sha256 without reading it where the package publishes it."""
+    if key == "gemma3_270m":
+        try:
+            return str(importlib.import_module(EMBEDDED[key].module).EXPECTED_SHA256)
+        except ImportError:
+            embedded_path(key)  # raises the one-line "install the extra" error
+    from evalkit.models.identity import file_sha256
+
+    return file_sha256(embedded_path(key))
+
+
 def _assemble_chunks(spec: Embedded) -> Path:
     """Concatenate the chunk packages into the cache once, checking the published sha256.
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import polars as pl
 
-from evalkit.metrics.bootstrap import METRICS
+from evalkit.metrics.bootstrap import INTERVAL, METRICS
+from evalkit.report.pair_quality import quality_html
 from evalkit.report.leaderboard import COLUMNS, DYNAMIC_DOCS, QUALITY_METRICS, Frontier, group_title
-from evalkit.report.pairs import METRIC_LABELS, NOISE, PairReport, fmt_ratio, memory_lines
+from evalkit.report.pairs import METRIC_LABELS, NOISE, PairReport, fmt_detectable, fmt_ratio, memory_lines
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2330;background:#fff}
@@ -29,7 +30,20 @@ tr:nth-child(even) td{background:#fafbfd}tr.rec td{background:#e7f6e7!important;
 .warn{color:#a23a00}.plot svg{max-width:100%;height:auto}.box{background:#f6f8fb;border:1px solid #dde;padding:8px 12px;border-radius:6px}
 details{margin:8px 0}summary{cursor:pointer;font-weight:600}
 ul.confounds li{color:#a23a00}
+body{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
+nav.toc{font-size:13px}nav.toc a{margin-right:10px}
+.answers{display:grid;gap:10px;margin:6px 0 14px}.answer{border:1px solid #d5d9e2;border-radius:6px;padding:6px 8px;min-width:0;background:#fcfcfe}
+.ahead{margin-bottom:4px}.badge{font-size:11px;padding:1px 6px;border-radius:8px;background:#e5e8ef}
+.badge.ok{background:#d9f2df;color:#0a5a22}.badge.bad{background:#fbdcdc;color:#8d1010}
+ul.checks{list-style:none;padding:0;margin:4px 0;font-size:12px}ul.checks li.ok{color:#0a6a2a}ul.checks li.bad{color:#9b1111}ul.checks li.loose{color:#8a6d00}
+pre.out{white-space:pre-wrap;overflow-wrap:anywhere;font:12.5px/1.4 ui-monospace,Menlo,Consolas,monospace;margin:4px 0;background:#fff;padding:4px;border-left:3px solid #e3e6ee}
+mark.fail{background:#ffc9c9;color:#600;border-bottom:2px solid #d00;padding:0 1px}
+td.ok{color:#0a6a2a}td.bad{color:#9b1111;font-weight:600}
+nav.out-index ul{columns:2 320px;margin:4px 0}a.top{font-size:12px;font-weight:400;margin-left:8px}
 """
+
+# No request can leave the page: the browser itself refuses any (tests/report check it in Chromium).
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 # The compact table: identity, frontier, memory, speed, quality (all columns are in <details>).
 SUMMARY_COLUMNS = [
@@ -157,7 +171,8 @@ def _pair_html(p: PairReport) -> str:
     )
     verdicts = "".join(
         f"<li>{html.escape(METRIC_LABELS[m])}: A/B {html.escape(fmt_ratio(p.total[m]).replace(' noise', ''))} — "
-        f"<b class='{_verdict_class(p.total[m])}'>{html.escape(p.verdict(p.total[m]))}</b></li>"
+        f"<b class='{_verdict_class(p.total[m])}'>{html.escape(p.verdict(p.total[m]))}</b>"
+        f"{html.escape(' (' + fmt_detectable(p.total[m]) + ')' if p.total[m].mde is not None else '')}</li>"
         for m in METRICS
         if p.total[m].ratio is not None
     )
@@ -173,10 +188,18 @@ def _pair_html(p: PairReport) -> str:
     return (
         f"<h3 class='pair'>{html.escape(p.a)} / {html.escape(p.b)} · task {html.escape(p.task)} · factor: {html.escape(p.factor)}</h3>"
         f"<div style='overflow-x:auto'><table class='pair-table'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-        f"<p class='muted'>A/B ratios; 95% stratified bootstrap intervals over samples ({p.n_boot} resamples, seed {p.seed}). "
+        f"<p class='muted'>A/B ratios; {html.escape(INTERVAL)}; no interval below 3 samples a side. "
         f"<span class='noise'>Amber</span>: {NOISE} (the interval covers 1.0); <span class='sig'>blue</span>: distinguishable.</p>"
-        f"<ul>{verdicts}</ul>" + "".join(f"<p>{html.escape(x)}</p>" for x in mem_lines) + conf + notes
+        f"<ul>{verdicts}</ul>" + quality_html(p.quality) + "".join(f"<p>{html.escape(x)}</p>" for x in mem_lines) + conf + notes
     )
+
+
+def mtp_grid_section(runs: list) -> str:
+    """HOOK (issue 14, for the coordinator): the plain / MTP / QAT / MTP+QAT 2x2 grid of the Gemma 4
+    issue, from evalkit/report/mtp_grid.py (helper h15b), goes here: return its HTML section (an
+    <h2 id='mtp-grid'>, a 2x2 table with speed, acceptance and quality per cell), or "" when the
+    runs hold no such grid. Until then it adds nothing to the page."""
+    return ""
 
 
 def render(
@@ -185,17 +208,30 @@ def render(
     pairs: list[PairReport],
     warnings: list[str],
     sources: list[str],
+    runs: list | None = None,
 ) -> str:
+    from evalkit.report.outputs import collect_outputs, outputs_html
+    from evalkit.report.quality import check_counts, check_table_html, depth_html, depth_speeds, kld_curves, kld_html
+
+    runs = runs or []
+    scratch: list[str] = []  # the same skipped-run warnings the leaderboard already gave
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    toc = [("recommendation", "Recommendation"), ("frontier", "Frontier"), ("leaderboard-section", "Leaderboard"),
+           ("quality", "Quality per check"), ("kld-distribution", "KLD distribution"), ("speed-depth", "Speed by depth"),
+           ("outputs", "Outputs side by side")]  # fmt: skip
+    if pairs:
+        toc.append(("pairs", "Pairwise comparisons"))
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>evalkit leaderboard</title><style>{CSS}</style></head><body>",
         "<h1>evalkit leaderboard</h1>",
         f"<p class='muted'>{len(df)} row(s) from {html.escape(', '.join(sources))} · generated {when} · "
         "one row per model, variant, backend settings and hardware; nothing is averaged across machines.</p>",
+        "<nav class='toc' id='toc'>" + "".join(f"<a href='#{a}'>{t}</a>" for a, t in toc) + "</nav>",
     ]
-    parts.append("<h2>Recommendation</h2><div class='box' id='recommendation'>")
+    parts.append("<h2 id='recommendation-h'>Recommendation</h2><div class='box' id='recommendation'>")
     for rec in front.recommendations:
         parts.append(f"<p>{html.escape(rec.reason)}</p>")
         if rec.excluded:
@@ -204,7 +240,7 @@ def render(
         parts.append(f"<p class='warn'>{html.escape(note)}</p>")
     parts.append("</div>")
 
-    parts.append("<h2>Frontier</h2>")
+    parts.append("<h2 id='frontier'>Frontier</h2>")
     plots = frontier_svg(front.frame, front.quality)
     if plots:
         for i, (title, svg) in enumerate(plots):
@@ -216,17 +252,26 @@ def render(
     else:
         parts.append("<p class='warn'>No quality metric measured: no frontier plot.</p>")
 
-    parts.append("<h2>Leaderboard</h2>")
+    parts.append("<h2 id='leaderboard-section'>Leaderboard</h2>")
     parts.append(_table(front.frame, SUMMARY_COLUMNS, "leaderboard"))
     parts.append("<details><summary>All columns</summary>" + _table(front.frame, list(front.frame.columns), "leaderboard-full") + "</details>")
 
+    parts.append("<h2 id='quality'>Quality per check</h2>")
+    parts.append(check_table_html(check_counts(runs, scratch)))
+    parts.append("<h2 id='kld-distribution'>KLD distribution</h2>")
+    parts.append(kld_html(*kld_curves(runs, scratch)))
+    parts.append("<h2 id='speed-depth'>Speed by context depth</h2>")
+    parts.append(depth_html(depth_speeds(runs, scratch)))
+    parts.append(mtp_grid_section(runs))  # HOOK: the MTP x QAT grid (see mtp_grid_section)
+    parts.append("<h2 id='outputs'>Outputs side by side</h2>")
+    parts.append(outputs_html(collect_outputs(runs, scratch)))
     if pairs:
-        parts.append("<h2>Pairwise comparisons</h2>")
+        parts.append("<h2 id='pairs'>Pairwise comparisons</h2>")
         parts.extend(_pair_html(p) for p in pairs)
     if warnings:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{html.escape(w)}</li>" for w in warnings) + "</ul>")
     ref = "".join(f"<tr><td class='l'>{c.name}</td><td class='l'>{html.escape(c.doc)}</td></tr>" for c in COLUMNS)
     ref += "".join(f"<tr><td class='l'>{html.escape(k)}</td><td class='l'>{html.escape(v)}</td></tr>" for k, v in DYNAMIC_DOCS.items())
-    parts.append(f"<details><summary>Column reference</summary><table><tbody>{ref}</tbody></table></details>")
+    parts.append(f"<details><summary>Column reference</summary><div class='scroll'><table><tbody>{ref}</tbody></table></div></details>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -2,8 +2,9 @@
 
 `--pair A=B` (model names, or name:variant): per prompt and in total, the A/B ratios of
 throughput (chars/s), generation tokens/s, end-to-end time and output volume, each with a
-stratified bootstrap 95% interval over samples; where the interval covers 1.0 the report says
-"not distinguishable from noise". Everything the two sides differ in besides the compared
+small-sample 95% t interval on the log ratio (evalkit/metrics/bootstrap.py); where the interval
+covers 1.0 the report says "not distinguishable from noise". Beside them, the quality rows
+(evalkit/report/pair_quality.py): pass rates paired by prompt and seed, KLD, benchmark accuracy. Everything the two sides differ in besides the compared
 factor is flagged as a confound: bit width, KV-cache types, sampling, backend, hardware,
 llama.cpp build, backend settings, sample counts, prompt sets, truncation.
 """
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.metrics.bootstrap import METRICS, Ratio, paired_ratios
+from evalkit.metrics.bootstrap import INTERVAL, METRICS, Ratio, paired_ratios
+from evalkit.report.pair_quality import QualityRow, generation_quality, kld_quality, lmeval_quality, print_quality
 from evalkit.report.leaderboard import dedupe_tasks, memory_block, row_key, row_settings
 from evalkit.report.load import ReportError, Run, read_samples
 
@@ -68,6 +70,7 @@ class PairReport:
     notes: list[str] = field(default_factory=list)
     n_boot: int = 0
     seed: int = 0
+    quality: list[QualityRow] = field(default_factory=list)
 
     def verdict(self, r: Ratio) -> str:
         if r.ratio is None:
@@ -78,19 +81,21 @@ class PairReport:
 
     def to_dict(self) -> dict[str, Any]:
         def rd(r: Ratio) -> dict[str, Any]:
-            return {"a": r.a, "b": r.b, "ratio": r.ratio, "ci95": [r.lo, r.hi], "verdict": self.verdict(r)}
+            return {"a": r.a, "b": r.b, "ratio": r.ratio, "ci95": [r.lo, r.hi], "verdict": self.verdict(r),
+                    "df": r.df, "p": r.p, "detectable": r.mde}  # fmt: skip
 
         return {
             "a": self.a,
             "b": self.b,
             "task": self.task,
             "factor": self.factor,
-            "bootstrap": {"resamples": self.n_boot, "seed": self.seed, "interval": "percentile 95%, stratified by prompt"},
+            "interval": INTERVAL,
             "per_prompt": {
                 p: {"n_a": self.counts[p][0], "n_b": self.counts[p][1], **{m: rd(v) for m, v in row.items()}}
                 for p, row in self.per_prompt.items()
             },
             "total": {m: rd(v) for m, v in self.total.items()},
+            "quality": [q.to_dict() for q in self.quality],
             "memory": self.memory,
             "confounds": self.confounds,
             "notes": self.notes,
@@ -292,6 +297,12 @@ def build_pairs(
             factor, flags = confounds(ra, rb, used_a, used_b, counts)
             if only:
                 flags.append(f"prompt sets differ ({len(only)} prompt(s) on one side only)")
+            quality, qnotes = generation_quality(used_a, used_b)
+            if task == common[0]:  # kld and benchmark rows once per pair of rows, with its first task
+                for extra in (kld_quality(a_runs, b_runs), lmeval_quality(a_runs, b_runs)):
+                    quality += extra[0]
+                    qnotes += extra[1]
+            notes += qnotes
             reports.append(
                 PairReport(
                     a=f"{ra.result.model.name}:{ra.result.model.variant}",
@@ -306,9 +317,29 @@ def build_pairs(
                     notes=notes,
                     n_boot=n_boot,
                     seed=seed,
+                    quality=quality,
                 )
             )
     return reports
+
+
+def pair_rows(report: PairReport) -> list[dict[str, Any]]:
+    """Flat rows for a CSV: one per speed ratio (per prompt and total) and one per quality row."""
+    head = {"a": report.a, "b": report.b, "task": report.task, "factor": report.factor,
+            "confounds": "; ".join(report.confounds)}  # fmt: skip
+    out = []
+    for scope, row in [*report.per_prompt.items(), ("total", report.total)]:
+        for m, r in row.items():
+            out.append({**head, "kind": "speed", "scope": scope, "metric": m, "a_value": r.a, "b_value": r.b,
+                        "effect": r.ratio, "effect_unit": "ratio A/B", "ci_low": r.lo, "ci_high": r.hi, "p": r.p,
+                        "test": "t on log ratio" if r.lo is not None else None, "detectable": r.mde,
+                        "n": None, "a_only": None, "b_only": None, "verdict": report.verdict(r)})  # fmt: skip
+    for q in report.quality:
+        out.append({**head, "kind": "quality", "scope": "total", "metric": q.metric, "a_value": q.a, "b_value": q.b,
+                    "effect": q.diff, "effect_unit": "A - B (share)" if q.unit == "pts" else "A - B (nats)",
+                    "ci_low": q.lo, "ci_high": q.hi, "p": q.p, "test": q.test, "detectable": q.mde, "n": q.n,
+                    "a_only": q.a_only, "b_only": q.b_only, "verdict": q.verdict})  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,7 +354,14 @@ def fmt_ratio(r: Ratio) -> str:
         text += f" [{r.lo:.2f}-{r.hi:.2f}]"
         if r.covers_one:
             text += " noise"
+    elif r.note:
+        text += " (no CI)"
     return text
+
+
+def fmt_detectable(r: Ratio) -> str:
+    """'detectable ±12%': the smallest ratio change found 80% of the time at this n and noise."""
+    return f"detectable ±{100 * r.mde:.0f}%" if r.mde is not None else ""
 
 
 def _val(v: float | None, metric: str) -> str:
@@ -346,44 +384,20 @@ def memory_lines(mem: dict[str, Any]) -> list[str]:
 
 
 def print_pair(report: PairReport, console) -> None:
-    from rich.table import Table
+    from evalkit.report.tables import pair_table
 
-    table = Table(
-        title=f"{report.a} / {report.b} · task {report.task} · factor: {report.factor}",
-        title_justify="left",
-        caption=f"ratios A/B with 95% bootstrap intervals ({report.n_boot} resamples, seed {report.seed}); "
-        f"'noise' = {NOISE} (the interval covers 1.0)",
-        caption_justify="left",
-    )
-    short = {"chars_per_s": "chars/s", "gen_tokens_per_s": "gen tok/s", "total_s": "time s", "output_chars": "chars"}
-    table.add_column("prompt", overflow="fold", max_width=16)
-    table.add_column("n A/B", justify="right")
-    for m in METRICS:  # generation tokens/s: ratio only, to fit a terminal; the HTML has all
-        if m != "gen_tokens_per_s":
-            table.add_column(f"{short[m]} A", justify="right", overflow="fold")
-            table.add_column("B", justify="right", overflow="fold")
-        table.add_column(f"{short[m]} A/B", justify="right", overflow="fold", min_width=11)
-
-    def cells(row, counts) -> list[str]:
-        out = [f"{counts[0]}/{counts[1]}"]
-        for m in METRICS:
-            r = row[m]
-            if m != "gen_tokens_per_s":
-                out += [_val(r.a, m), _val(r.b, m)]
-            out.append(fmt_ratio(r))
-        return out
-
-    for pid, row in report.per_prompt.items():
-        table.add_row(pid, *cells(row, report.counts[pid]))
-    table.add_section()
-    total_n = (sum(c[0] for c in report.counts.values()), sum(c[1] for c in report.counts.values()))
-    table.add_row("total", *cells(report.total, total_n))
+    table, dropped = pair_table(report, console.width)  # whole cells; what does not fit is named
     console.print(table)
+    if dropped:
+        console.print(f"not shown (too wide for {console.width} columns): {', '.join(dropped)}; "
+                      "--width N, --json or --html show them", markup=False)  # fmt: skip
     for m in METRICS:
         r = report.total[m]
         if r.ratio is not None:
             ci = f" [{r.lo:.2f}-{r.hi:.2f}]" if r.lo is not None else ""
-            console.print(f"total {METRIC_LABELS[m]}: A/B {r.ratio:.2f}x{ci}: {report.verdict(r)}", markup=False)
+            det = f" ({fmt_detectable(r)})" if r.mde is not None else ""
+            console.print(f"total {METRIC_LABELS[m]}: A/B {r.ratio:.2f}x{ci}: {report.verdict(r)}{det}", markup=False)
+    print_quality(report.quality, console)
     for line in memory_lines(report.memory):
         console.print(line, markup=False)
     if report.confounds:

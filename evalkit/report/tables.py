@@ -40,11 +40,9 @@ def print_generation(result: RunResult, console: Console) -> None:
     g = result.generation
     if g is None:
         return
-    table = Table(title=escape(header(result)), title_justify="left")  # "[remote]" is no markup
-    for col in ("prompt", "category", "n", "strict", "loose", "chars", "gen tok/s", "chars/s", "seconds"):
-        table.add_column(col, justify="left" if col in ("prompt", "category") else "right")
-    for pid, p in g.per_prompt.items():
-        table.add_row(
+    heads = ("prompt", "category", "n", "strict", "loose", "chars", "gen tok/s", "chars/s", "seconds")
+    rows = [
+        [
             pid,
             p.category,
             f"{p.n}" + (f" (+{p.n_failed} failed)" if p.n_failed else ""),
@@ -54,9 +52,10 @@ def print_generation(result: RunResult, console: Console) -> None:
             fmt_stat(p.gen_tokens_per_s),
             fmt_stat(p.chars_per_s),
             fmt_stat(p.total_s),
-        )
-    table.add_section()
-    table.add_row(
+        ]
+        for pid, p in g.per_prompt.items()
+    ]
+    rows.append([
         "all",
         f"{g.n_truncated} truncated" if g.n_truncated else "",
         f"{g.n_samples}" + (f" (+{g.n_failed} failed)" if g.n_failed else ""),
@@ -66,7 +65,15 @@ def print_generation(result: RunResult, console: Console) -> None:
         fmt_stat(g.gen_tokens_per_s),
         fmt_stat(g.chars_per_s),
         f"{g.total_s:.1f} total",
-    )
+    ])  # fmt: skip
+    columns = [(h, [r[i] for r in rows]) for i, h in enumerate(heads)]
+    # whole cells: at a narrow width the category, then the rightmost columns are dropped, never cut
+    shown, dropped = fit_columns(columns, console.width, keep=1, priority=[0, 2, 3, 4, 5, 6, 7, 8, 1])
+    table, _ = fitted_table(header(result), [columns[i] for i in shown], console.width,
+                            left={"prompt", "category"}, sections={len(rows) - 1})  # fmt: skip
+    if dropped:
+        table.caption = "not shown at this width: " + ", ".join(heads[i] for i in dropped)
+        table.caption_justify = "left"
     console.print(table)
     extras = [f"time to first token {fmt_stat(g.ttft_s, 3)} s", f"prompt {fmt_stat(g.prompt_tokens_per_s, 0)} tok/s"]
     if g.acceptance_rate is not None:
@@ -80,3 +87,104 @@ def print_generation(result: RunResult, console: Console) -> None:
     for line in extras:
         console.print(line)
     console.print(f"results: {result.run_id} → results.json, samples.jsonl")
+
+
+# --------------------------------------------------------------------------------------------
+# Tables that fit: no number or header word is ever split; columns are dropped instead.
+
+
+def _need(header: str, cells: list[str], prose: bool) -> int:
+    if prose:  # wraps between words, never inside one; kept readable (24) when the text is longer
+        word = max(len(w) for text in [header, *cells] for w in (text.split() or [""]))
+        return min(max(len(t) for t in [header, *cells]), max(word, 24))
+    return max([len(header), *(len(c) for c in cells)])
+
+
+def table_width(columns: list[tuple[str, list[str]]], box: bool = True, prose: frozenset[str] = frozenset()) -> int:
+    """Characters a rich table needs with every cell and header on one line (prose columns: their
+    longest word): text + 2 padding per column, plus the vertical borders."""
+    inner = sum(_need(h, cells, h in prose) + 2 for h, cells in columns)
+    return inner + (len(columns) + 1 if box else max(len(columns) - 1, 0))
+
+
+def fit_columns(
+    columns: list[tuple[str, list[str]]],
+    width: int,
+    keep: int = 1,
+    priority: list[int] | None = None,
+    prose: frozenset[str] = frozenset(),
+) -> tuple[list[int], list[int]]:
+    """(shown, dropped) column indices: drop columns, lowest priority first (by default the
+    rightmost), until the table fits `width`. The first `keep` columns are never dropped."""
+    order = priority if priority is not None else list(range(len(columns)))
+    shown = list(range(len(columns)))
+    dropped: list[int] = []
+    for i in reversed(order):
+        if table_width([columns[j] for j in shown], prose=prose) <= width:
+            break
+        if i < keep:
+            continue
+        shown.remove(i)
+        dropped.append(i)
+    return shown, sorted(dropped)
+
+
+def fitted_table(
+    title: str,
+    columns: list[tuple[str, list[str]]],
+    width: int,
+    *,
+    left: set[str] = frozenset(),  # type: ignore[assignment]
+    keep: int = 1,
+    sections: set[int] = frozenset(),  # type: ignore[assignment]
+    caption: str | None = None,
+    prose: frozenset[str] = frozenset(),
+    priority: list[int] | None = None,
+) -> tuple[Table, list[str]]:
+    """A rich table of whole cells (no_wrap; `prose` columns wrap between words only) holding
+    the columns that fit, and the dropped headers."""
+    shown, dropped = fit_columns(columns, width, keep, priority, prose)
+    table = Table(title=escape(title), title_justify="left", caption=caption, caption_justify="left")
+    for i in shown:
+        h = columns[i][0]
+        table.add_column(escape(h), justify="left" if h in left else "right", no_wrap=h not in prose,
+                         overflow="fold" if h in prose else "ellipsis")  # fmt: skip
+    n_rows = max((len(c) for _, c in columns), default=0)
+    for r in range(n_rows):
+        if r in sections:
+            table.add_section()
+        table.add_row(*[escape(columns[i][1][r]) for i in shown])
+    return table, [columns[i][0] for i in dropped]
+
+
+def pair_table(report, width: int) -> tuple[Table, list[str]]:
+    """The pair report's table with whole cells: per metric A, B and A/B [95% CI]; the A and B
+    values go first when the terminal is narrow, then the least-used ratios (see `dropped`)."""
+    from evalkit.metrics.bootstrap import METRICS
+    from evalkit.report.pairs import INTERVAL, NOISE, _val, fmt_ratio
+
+    short = {"chars_per_s": "chars/s", "gen_tokens_per_s": "gen tok/s", "total_s": "time s", "output_chars": "chars"}
+    prompts = list(report.per_prompt)
+    rows = [(p, report.per_prompt[p], report.counts[p]) for p in prompts]
+    total_n = (sum(c[0] for c in report.counts.values()), sum(c[1] for c in report.counts.values()))
+    rows.append(("total", report.total, total_n))
+    cols: list[tuple[str, list[str]]] = [("prompt", [r[0] for r in rows]), ("n A/B", [f"{c[0]}/{c[1]}" for _, _, c in rows])]
+    prio_ratio, prio_val = [], []
+    for m in METRICS:
+        prio_val.append(len(cols))
+        cols.append((f"{short[m]} A", [_val(r[m].a, m) for _, r, _ in rows]))
+        prio_val.append(len(cols))
+        cols.append((f"{short[m]} B", [_val(r[m].b, m) for _, r, _ in rows]))
+        prio_ratio.append(len(cols))
+        cols.append((f"{short[m]} A/B", [fmt_ratio(r[m]) for _, r, _ in rows]))
+    priority = [0, 1, *prio_ratio, *prio_val]
+    shown, dropped = fit_columns(cols, width, keep=1, priority=priority)
+    caption = (
+        f"ratios A/B with {INTERVAL}; "
+        f"'noise' = {NOISE} (the interval covers 1.0); '(no CI)' = too few samples for an honest interval"
+    )
+    table, _ = fitted_table(
+        f"{report.a} / {report.b} · task {report.task} · factor: {report.factor}",
+        [cols[i] for i in shown], width, left={"prompt"}, sections={len(rows) - 1}, caption=caption,
+    )  # fmt: skip
+    return table, [cols[i][0] for i in dropped]

@@ -200,6 +200,7 @@ def _record(ctx, suite: Suite, job: Job, gen: Generation | None, backend_type: s
                 value=strict.value,
                 reason=strict.reason,
                 passed_loose=loose,
+                spans=strict.spans,
             )
         )
     chars = len(gen.text)

@@ -81,6 +81,23 @@ def _sample(model: ModelRecord, run_id: str, task: str, pid: str, i: int, chars:
     )  # fmt: skip
 
 
+def checked(rec: SampleRecord, text: str, specs: list[tuple[str, dict]]) -> SampleRecord:
+    """The sample with this output, checked by the real checks (verdicts, reasons, spans)."""
+    from evalkit.checks import compile_check, run_check
+
+    outcomes = []
+    for name, params in specs:
+        check, p = compile_check(name, params)
+        strict, loose = run_check(check, p, text)
+        outcomes.append(CheckOutcome(check=name, params=p.model_dump(), passed=strict.passed, value=strict.value,
+                                     reason=strict.reason, passed_loose=loose, spans=strict.spans))  # fmt: skip
+    return rec.model_copy(update={
+        "output": text, "chars": len(text), "prompt": f"Prompt {rec.prompt_id}: answer in plain prose.",
+        "chars_per_s": len(text) / rec.total_s, "checks": outcomes,
+        "passed_strict": all(o.passed for o in outcomes), "passed_loose": all(o.passed_loose for o in outcomes),
+    })  # fmt: skip
+
+
 def write_run(
     root: Path,
     *,
@@ -106,6 +123,8 @@ def write_run(
     status: str = "complete",
     finished_at: str = "2026-01-01T01:00:00+00:00",
     truncated: bool = False,
+    texts: dict[str, list[str]] | None = None,  # prompt -> outputs, checked by `checks`
+    checks: list[tuple[str, dict]] | None = None,
 ) -> Path:
     sha = stable_hash([model, variant], 64).ljust(64, "0")
     m = ModelRecord(name=model, family=family, variant=variant, sha256=sha, size_bytes=size_bytes,
@@ -126,8 +145,11 @@ def write_run(
         for pid, vals in (samples or {}).items():
             for i, (chars, total_s) in enumerate(vals):
                 ok = passed[pid][i] if passed and pid in passed else None
-                recs.append(_sample(m, run_id, task, pid, i, chars, total_s, max(chars // 4, 2), sampling, ok,
-                                    "length" if truncated else "stop"))  # fmt: skip
+                rec = _sample(m, run_id, task, pid, i, chars, total_s, max(chars // 4, 2), sampling, ok,
+                              "length" if truncated else "stop")  # fmt: skip
+                if texts and pid in texts:
+                    rec = checked(rec, texts[pid][i], checks or [])
+                recs.append(rec)
         with (out / "samples.jsonl").open("w") as fh:
             for r in recs:
                 fh.write(r.model_dump_json() + "\n")

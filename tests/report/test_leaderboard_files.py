@@ -202,6 +202,7 @@ def test_html_report_renders_in_chromium(tree, tmp_path):
     assert "<script" not in page and "<link" not in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert not re.search(r"url\(\s*['\"]?https?:", page)
+    assert "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none';" in page  # the browser refuses any fetch
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
     env = {**os.environ, "HOME": str(tmp_path)}
