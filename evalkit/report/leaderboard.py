@@ -134,6 +134,8 @@ QUALITY = [
     _c("kld_resp_p99", F, "99th percentile KLD over the answer tokens"),
     _c("kld_resp_same_top_pct", F, "share of answer tokens where the top tokens agree (%)"),
     _c("kld_resp_n_scored", I, "scored answer tokens"),
+    _c("kld_resp_reference_sha256", S, "reference file hash of the answers (frontier groups never mix references)"),
+    _c("kld_resp_corpus_sha256", S, "hash of the answers' key (task file, seeds, sampling, cap, settings)"),
 ]
 PROVENANCE = [
     _c("model_sha256", S, "sha256 of the GGUF file"),
@@ -381,6 +383,8 @@ def _kld_responses_block(runs: list[Run]) -> dict[str, Any]:
         kld_resp_p99=k.get("kld_p99"),
         kld_resp_same_top_pct=k.get("same_top_pct"),
         kld_resp_n_scored=k.get("n_scored"),
+        kld_resp_reference_sha256=k.get("reference_sha256"),
+        kld_resp_corpus_sha256=k.get("corpus_sha256"),
     )
     for c in resp.get("categories") or []:
         overall[f"kld_resp_cat_{_slug(c.get('category'))}"] = _float(c.get("kld_mean"))
@@ -552,6 +556,7 @@ def to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 # name -> (column, larger is better)
 QUALITY_METRICS: dict[str, tuple[str, bool]] = {
     "kld": ("kld_mean", False),
+    "kld_resp": ("kld_resp_mean", False),  # KLD on a task's own answers (responses:<task>)
     "pass_strict": ("pass_strict", True),
     "pass_loose": ("pass_loose", True),
     "ppl": ("ppl", False),
@@ -605,7 +610,9 @@ def _quality_column(df: pl.DataFrame, quality: str) -> tuple[str | None, bool]:
 
 def _group_key(row: dict, qcol: str) -> str:
     parts = [row["hardware_fingerprint"]]
-    if qcol.startswith("kld") or qcol in ("same_top_pct",):
+    if qcol.startswith("kld_resp"):
+        parts += [str(row.get("kld_resp_reference_sha256") or "")[:8], str(row.get("kld_resp_corpus_sha256") or "")[:8]]
+    elif qcol.startswith("kld") or qcol in ("same_top_pct",):
         parts += [str(row.get("kld_reference_sha256") or "")[:8], str(row.get("kld_corpus_sha256") or "")[:8]]
     elif qcol.startswith("pass"):
         parts += [stable_hash([row.get("gen_tasks"), row.get("sampling")], 8)]
@@ -619,6 +626,8 @@ def group_title(row: dict, qcol: str | None) -> str:
     base = str(row.get("hardware"))
     if not qcol:
         return base
+    if qcol.startswith("kld_resp"):
+        return f"{base} · KLD against {row.get('kld_resp_reference') or '?'} on its answers to {row.get('kld_resp_task') or '?'}"
     if qcol.startswith("kld") or qcol == "same_top_pct":
         return f"{base} · KLD against {row.get('kld_reference') or '?'} on {row.get('kld_corpus') or '?'}"
     if qcol.startswith("pass"):

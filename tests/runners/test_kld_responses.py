@@ -119,3 +119,24 @@ def test_bad_responses_specs_are_one_line(cli):
     r = cli("model=smollm2_135m", "task=perplexity", "task.corpus=responses:stress", "backend.n_threads=1",
             "task.chunks=1")
     assert_one_line_error(r, "task=kld corpus only")
+
+
+@pytest.mark.slow
+def test_leaderboard_columns_and_frontier(runs, tmp_path):
+    import json
+
+    _, out = runs
+    outputs = out["q8_0"][0].parents[2]
+    proc = subprocess.run([sys.executable, "-m", "evalkit.leaderboard", str(outputs), "--quality", "kld_resp",
+                           "--json", str(tmp_path / "lb.json"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "lb.json").read_text())
+    assert data["frontier"]["quality_metric"] == "kld_resp_mean"
+    rows = {r["variant"]: r for r in data["rows"]}
+    for quant in ("q8_0", "q2_k", "f16"):
+        k = out[quant][1].kld
+        row = rows[quant]
+        assert row["kld_resp_mean"] == pytest.approx(k.kld_mean) and row["kld_resp_n_scored"] == k.n_scored
+        assert row["kld_resp_cat_creative"] == pytest.approx(k.responses.categories[0].kld_mean)
+        assert row["kld_mean"] is None  # the corpus KLD columns stay for corpus runs
+    assert len({r["frontier_group"] for r in data["rows"]}) == 1
