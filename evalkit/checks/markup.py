@@ -13,7 +13,8 @@ Kind = Literal["bullets", "numbered", "bold", "italic", "headers", "tables", "co
 ALL_KINDS: list[Kind] = ["bullets", "numbered", "bold", "italic", "headers", "tables", "code_fences"]
 
 BOLD_ITALIC = re.compile(r"(\*\*\*|___)(?=\S)[^*_\n]+?(?<=\S)\1")  # both at once
-BOLD = re.compile(r"\*\*(?=\S)[^*\n]+?(?<=\S)\*\*|__(?=\S)[^_\n]+?(?<=\S)__")
+# '__' inside a word (my__private__helper) is not bold, as in CommonMark.
+BOLD = re.compile(r"\*\*(?=\S)[^*\n]+?(?<=\S)\*\*|(?<!\w)__(?=\S)[^_\n]+?(?<=\S)__(?!\w)")
 # '*' emphasis may sit inside a word (un*believ*able); '_' may not (snake_case), as in CommonMark.
 ITALIC = re.compile(
     r"(?<!\*)\*(?=[^\s*])[^*\n]+?(?<=[^\s*])\*(?!\*)|(?<![_\w])_(?=[^\s_])[^_\n]+?(?<=[^\s_])_(?![_\w])"

@@ -22,6 +22,7 @@ VARIANTS: dict[str, list[str]] = {
         r"(?:^|(?<=[.!?:]\s))depends\b",  # the clipped spoken "Depends." opening a sentence
         r"\b(?:hard|difficult|impossible|tough|tricky)\s+to\s+say\b",
         r"\bno\s+one[\s-]+size[\s-]+fits[\s-]+all\b",
+        r"\bno\s+(?:single|simple|one|clear)\s+(?:right\s+|correct\s+|best\s+)?answer\b",
         r"\bcase[\s-]+by[\s-]+case\b",
         r"\b(?:it|that|this)\s+(?:really\s+|all\s+)*varies\b",
     ],

@@ -17,7 +17,7 @@ NUMBERED = re.compile(r"^\s*\d{1,3}[.)]\s+\S")
 HRULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
-TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$")
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)+\|?\s*$")  # GFM: one dash is enough
 # A line that is nothing but bold text (with an optional colon): models use it as a heading.
 BOLD_LINE = re.compile(r"^\s*(\*\*|__)[^*_\n]+?:?\1:?\s*$")
 
