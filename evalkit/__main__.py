@@ -161,6 +161,10 @@ def _preflight_task(run_cfg, seen: set[str]) -> None:
 
         if reference.lower() not in QUANT_TYPES:
             load_model_config(reference)
+    if task.kind == "kld":
+        from evalkit.runners.kld import preflight as kld_preflight
+
+        kld_preflight(run_cfg)
     if task.kind == "lm_eval":
         from evalkit.runners.lmeval import preflight as lm_eval_preflight
 

@@ -239,6 +239,8 @@ class KldTaskConfig(CorpusTaskBase):
     tail_samples: int = Field(64, ge=0, le=4096)
     # Keep the reference's full float32 log-probs and compute exact KLD (validation; big files).
     exact: bool = False
+    # corpus=responses:<task>: cap on each reference answer's tokens (None: the task's own cap).
+    answer_max_tokens: int | None = Field(None, ge=1)
 
 
 class SpeedTaskConfig(TaskBase):

@@ -7,7 +7,8 @@ default, but it is mostly technical English with code samples, so its perplexiti
 comparable with published wikitext-2 figures; the text (and so its hash) changes between Python
 releases, and every cache and record carries that hash. `wikitext2` is the wikitext-2-raw-v1
 test split through `datasets` (the file llama-perplexity is usually run on); any other value is
-a path to a UTF-8 text file.
+a path to a UTF-8 text file. `responses:<task>` (task=kld only) is not a text: it names a
+generation task whose prompts the reference answers (evalkit/runners/kld_responses.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from evalkit.errors import TaskError
 
 WIKITEXT_DATASET = ("Salesforce/wikitext", "wikitext-2-raw-v1", "test")
+RESPONSES = "responses:"
 
 
 class Corpus(BaseModel):
@@ -35,9 +37,25 @@ class Corpus(BaseModel):
                 "n_chars": self.n_chars}
 
 
+def responses_task(spec: str) -> str | None:
+    """The task named by `responses:<task>` (stress, constraints, a task file), else None."""
+    key = spec.strip()
+    if not key.startswith(RESPONSES):
+        return None
+    task = key[len(RESPONSES):].strip()
+    if not task:
+        raise TaskError("task.corpus=responses:<task> needs a task name, e.g. responses:stress")
+    return task
+
+
 def load_corpus(spec: str) -> Corpus:
     """The corpus `task.corpus` names; a one-line TaskError when it cannot be had."""
     key = spec.strip()
+    if responses_task(key) is not None:
+        raise TaskError(
+            f"task.corpus={key}: the reference's answers to a task's prompts are a task=kld corpus "
+            "only; perplexity needs a text (embedded, wikitext2 or a file)"
+        )
     if key == "embedded":
         text, desc = embedded_text(), (
             f"pydoc_data.topics of Python {sys.version.split()[0]} (topics joined in sorted-key order)"

@@ -25,7 +25,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--parquet", type=Path, help="write the leaderboard as parquet")
     p.add_argument("--json", type=Path, help="write rows, recommendations, pairs and warnings as JSON")
     p.add_argument("--html", type=Path, help="write a self-contained HTML report")
-    p.add_argument("--quality", default="auto", help="auto (kld, else pass_strict, else ppl), kld, pass_strict, "
+    p.add_argument("--quality", default="auto", help="auto (kld, else pass_strict, else ppl), kld, kld_resp, pass_strict, "
                    "pass_loose, ppl, same_top or bench:<task>")  # fmt: skip
     p.add_argument("--speed", default="auto", help="auto, tg, gen, chars or pp")
     p.add_argument("--memory", default="auto", help="auto, peak (memory_gb: GPU memory, else resident memory added) or size (file size)")

@@ -229,6 +229,50 @@ class KldCacheInfo(BaseModel):
     rebuilt_because: str | None = None  # an existing file was rejected (corrupt, mismatched)
 
 
+class KldPromptStats(BaseModel):
+    """task.corpus=responses:<task>: one prompt's reference answer, scored on its answer tokens."""
+
+    id: str
+    category: str
+    seed: int  # the seed the reference answer was sampled with
+    prompt_tokens: int  # chat-templated prompt, as the reference tokenized it
+    answer_tokens: int  # scored tokens: the reference's answer (its end-of-generation token included)
+    finish: str  # "stop" (the reference ended it) | "length" (cut at task.answer_max_tokens)
+    kld_mean: float
+    kld_p99: float
+    kld_max: float
+    same_top_pct: float
+    ln_ppl_ratio_mean: float  # mean of nll(candidate) - nll(reference) over the answer tokens
+
+
+class KldGroupStats(BaseModel):
+    """Answer tokens of every prompt of one category (or of all prompts), pooled."""
+
+    category: str
+    n_prompts: int
+    n_scored: int
+    kld_mean: float
+    kld_se_clustered: float | None = None  # clustered by prompt (None with one prompt)
+    kld_p99: float
+    same_top_pct: float
+    ln_ppl_ratio_mean: float
+
+
+class KldResponses(BaseModel):
+    """KLD on a generation task's own prompts: the reference answers once, every candidate is
+    scored on the reference's exact token ids (prompt + answer), on the answer tokens only."""
+
+    task: str  # the task file as named (stress, constraints, a path)
+    task_sha256: str
+    sampling: dict[str, Any]  # what the reference answers were sampled with
+    answer_max_tokens: int | None  # cap on each reference answer (None: the task's own)
+    chat_template: bool
+    system_prompt: str | None = None
+    scored: str = "answer tokens only (rows predicting the reference's answer tokens, EOG included)"
+    prompts: list[KldPromptStats]
+    categories: list[KldGroupStats]
+
+
 class KldSummary(ScoredCorpus):
     """task=kld: a candidate against its reference on the same tokens (llama-perplexity's figures)."""
 
@@ -271,6 +315,7 @@ class KldSummary(ScoredCorpus):
     exact: bool
     cache: KldCacheInfo
     timing: ScoringTiming
+    responses: KldResponses | None = None  # task.corpus=responses:<task>: per prompt and category
 
 
 class SpeedTest(BaseModel):
@@ -440,6 +485,7 @@ class LmEvalSummary(BaseModel):
     cached_requests: int | None = None  # requests answered from that cache in this run
     stats: dict[str, Any] = Field(default_factory=dict)  # requests, tokens, seconds
     remote_check: dict[str, Any] | None = None  # server log-likelihoods against in-process ones
+    data_sources: dict[str, str] = Field(default_factory=dict)  # task -> package its rows came from
 
 
 class RunResult(BaseModel):

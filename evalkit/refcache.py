@@ -283,3 +283,96 @@ def remove_stale_tmp(directory: Path) -> None:
             tmp.unlink(missing_ok=True)
         except PermissionError:
             pass
+
+
+# ---------------------------------------------------------------------------- responses:<task>
+
+
+class ResponsesKey(BaseModel):
+    """What the reference's answers to a task's prompts (and its distributions on them) depend on."""
+
+    reference_sha256: str
+    task_sha256: str
+    prompts: list[str]
+    seeds: list[int]
+    sampling: dict[str, Any]
+    chat_template: bool
+    system_prompt: str | None = None
+    top_k: int
+    tail_samples: int
+    exact: bool
+    type_k: str = "f16"
+    type_v: str = "f16"
+    flash_attn: bool = False
+
+
+_ROW_FIELDS = ("top_ids", "top_lp", "log_rest", "lp_next", "tail_ids", "tail_lp", "full_lp")
+
+
+def responses_path(key: ResponsesKey) -> Path:
+    return cache_dir() / "kldref" / f"{key.reference_sha256[:12]}-responses-{stable_hash(key.model_dump(), 16)}.npz"
+
+
+class ResponsesCache:
+    """The reference's answers as token ids (prompt + answer) with its distributions at the answer rows."""
+
+    def __init__(self, path: Path, header: dict[str, Any], arrays: dict[str, np.ndarray]):
+        self.path = path
+        self.header = header
+        self._a = arrays
+        off = arrays["seq_offsets"]
+        self.seqs = [arrays["tokens"][off[i] : off[i + 1]] for i in range(len(off) - 1)]
+        self.firsts = [int(f) for f in arrays["firsts"]]
+        self._rows = arrays["row_offsets"]
+
+    def rows(self, i: int) -> ReferenceRows:
+        s = slice(int(self._rows[i]), int(self._rows[i + 1]))
+        return ReferenceRows(**{f: (self._a[f][s] if f in self._a else None) for f in _ROW_FIELDS})
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def write_responses(path: Path, header: dict[str, Any], seqs: list[np.ndarray], firsts: list[int],
+                    rows: list[ReferenceRows]) -> ResponsesCache:
+    """Written to a temporary name and renamed: a killed build never leaves a half file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {**header, "version": VERSION, "created_at": now_iso()}
+    joined = ReferenceRows.concat(rows)
+    id_dtype = np.uint16 if header["n_vocab"] <= 65536 else np.int32
+    arrays: dict[str, np.ndarray] = {
+        "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+        "tokens": np.concatenate(seqs).astype(np.int32),
+        "seq_offsets": np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64),
+        "firsts": np.asarray(firsts, dtype=np.int64),
+        "row_offsets": np.concatenate([[0], np.cumsum([len(r.lp_next) for r in rows])]).astype(np.int64),
+    }
+    for f in _ROW_FIELDS:
+        a = getattr(joined, f)
+        if a is not None:
+            arrays[f] = a.astype(id_dtype) if f in ("top_ids", "tail_ids") else a
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        with tmp.open("wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return ResponsesCache(path, header, arrays)
+
+
+def read_responses(path: Path, key: ResponsesKey) -> tuple[ResponsesCache | None, str | None]:
+    """(cache, None) when the file is there and sound; (None, why) when it must be rebuilt."""
+    if not path.is_file():
+        return None, None
+    try:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}  # zip CRCs are checked as each array is read
+        header = json.loads(arrays["header"].tobytes())
+    except Exception as exc:  # a truncated or corrupt file, whatever numpy says about it
+        return None, f"it cannot be read ({type(exc).__name__})"
+    if header.get("version") != VERSION or header.get("key") != key.model_dump(mode="json"):
+        return None, "its header belongs to another reference/task/sampling/setting"
+    return ResponsesCache(path, header, arrays), None

@@ -18,6 +18,13 @@ VARIANTS: dict[str, list[str]] = {
         r"\b(?:it|that|this|everything|all)\s+(?:all\s+|really\s+|truly\s+|largely\s+|ultimately\s+)*depends\b",
         r"\bdepends\s+(?:on|upon)\b",
         r"\bdepending\s+on\b",
+        r"\bdepend\s+(?:on|upon)\b",  # will / may / could depend on
+        r"(?:^|(?<=[.!?:]\s))depends\b",  # the clipped spoken "Depends." opening a sentence
+        r"\b(?:hard|difficult|impossible|tough|tricky)\s+to\s+say\b",
+        r"\bno\s+one[\s-]+size[\s-]+fits[\s-]+all\b",
+        r"\bno\s+(?:single|simple|one|clear)\s+(?:right\s+|correct\s+|best\s+)?answer\b",
+        r"\bcase[\s-]+by[\s-]+case\b",
+        r"\b(?:it|that|this)\s+(?:really\s+|all\s+)*varies\b",
     ],
     "eureka": [r"\beureka\b"],
     "lightbulb": [r"\blight[\s-]?bulb\b"],
@@ -32,7 +39,8 @@ def phrase_patterns(phrase: str, variants: bool) -> list[re.Pattern[str]]:
         sources = VARIANTS[key]
     else:
         words = [re.escape(w) for w in key.replace("’", "'").split()]
-        sources = [r"(?<!\w)" + r"\s+".join(words).replace("'", "['’]") + r"(?!\w)"]
+        # Words may be joined by spaces, line breaks or hyphens (time-to-first-token).
+        sources = [r"(?<!\w)" + r"[\s\-‐–]+".join(words).replace("'", "['’]") + r"(?!\w)"]
     return [re.compile(s, re.I) for s in sources]
 
 

