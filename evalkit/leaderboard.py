@@ -8,7 +8,6 @@ variant within the given quality and memory budgets; pairwise QAT-vs-regular sty
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -64,80 +63,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-# The terminal leaderboard's column sets. COMPACT fits 100 columns for a typical ladder; columns
-# that still do not fit are dropped (never cut), rightmost in PRIORITY first, and named.
-COMPACT = ["model", "variant", "settings", "memory_gb", "pp_tokens_per_s", "tg_tokens_per_s", "pass_strict",
-           "kld_mean", "kld_p99", "same_top_pct", "recommended"]  # fmt: skip
-PRIORITY = ["variant", "model", "tg_tokens_per_s", "gen_tokens_per_s", "kld_mean", "pass_strict", "memory_gb",
-            "recommended", "pp_tokens_per_s", "kld_p99", "same_top_pct", "size_gb", "ppl", "settings"]  # fmt: skip
-WIDE = ["model", "variant", "settings", "size_gb", "bits_per_weight", "memory_gb", "pp_tokens_per_s",
-        "tg_tokens_per_s", "gen_tokens_per_s", "chars_per_s", "ttft_s", "pass_strict", "pass_loose",
-        "output_chars_mean", "ppl", "kld_mean", "kld_p99", "same_top_pct", "gen_samples", "pareto_speed",
-        "pareto_memory", "recommended"]  # fmt: skip
-HEADERS = {
-    "size_gb": "size GB", "bits_per_weight": "bpw", "memory_gb": "mem GB", "pp_tokens_per_s": "pp tok/s",
-    "tg_tokens_per_s": "tg tok/s", "gen_tokens_per_s": "gen tok/s", "chars_per_s": "chars/s", "ttft_s": "ttft s",
-    "pass_strict": "strict", "pass_loose": "loose", "output_chars_mean": "chars", "kld_mean": "KLD",
-    "kld_p99": "KLD p99", "same_top_pct": "top %", "gen_samples": "n gen", "pareto_speed": "front",
-    "pareto_memory": "front mem", "recommended": "rec",
-}  # fmt: skip
-
-
-def table_columns(df, spec: str | None, wide: bool) -> list[str]:
-    """The columns asked for: --columns a,b,c (any leaderboard column), --wide, or the compact set."""
-    from evalkit.report.load import ReportError
-
-    if spec:
-        cols = [c.strip() for c in spec.split(",") if c.strip()]
-        unknown = [c for c in cols if c not in df.columns]
-        if unknown or not cols:
-            raise ReportError(f"--columns: unknown column(s) {', '.join(unknown) or '(none given)'}; "
-                              "see the column reference in docs/leaderboard.md or --csv")  # fmt: skip
-        return cols
-    if wide:
-        return WIDE
-    if "tg_tokens_per_s" not in df.columns or df["tg_tokens_per_s"].drop_nulls().len() == 0:  # no task=speed
-        return [("gen_tokens_per_s" if c == "tg_tokens_per_s" else c) for c in COMPACT]
-    return COMPACT
-
-
-def _print_table(df, console, columns: list[str], fit: bool = True, explicit: bool = False) -> list[str]:
-    """The chosen columns per machine; columns equal on every row go into the title. Cells are
-    whole: a column that does not fit the console is dropped (returned), never cut. Dropped first:
-    the last of PRIORITY, or with --columns the last named."""
-    from evalkit.report.html import _fmt
-    from evalkit.report.tables import fit_columns, fitted_table, table_width
-
-    dropped_all: list[str] = []
-    for hw in df["hardware"].unique(maintain_order=True).to_list():
-        part = df.filter(df["hardware"] == hw)
-        cols = [c for c in columns if c in part.columns and (explicit or part[c].drop_nulls().len() > 0)]
-        same = [c for c in ("model", "settings") if c in cols and part[c].n_unique() == 1 and len(part) > 1]
-        title = " · ".join([f"leaderboard · {hw}", *(f"{c} {part[c][0]}" for c in same)])
-        cols = [c for c in cols if c not in same]
-        rank = {c: i for i, c in enumerate([] if explicit else PRIORITY)}
-        priority = sorted(range(len(cols)), key=lambda i: rank.get(cols[i], len(rank) + i))
-        rows = list(part.iter_rows(named=True))
-        data = [(HEADERS.get(c, c.replace("_", " ")), [_fmt(row.get(c), c) for row in rows]) for c in cols]
-        width = console.width if fit else max(console.width, table_width(data))
-        shown, dropped = fit_columns(data, width, keep=1, priority=priority)
-        left = {HEADERS.get(c, c) for c in ("model", "variant", "settings")}
-        table, _ = fitted_table(title, [data[i] for i in shown], width, left=left)
-        narrow = console.width
-        console.width = width  # --wide: as wide as the table, however wide the terminal
-        console.print(table)
-        console.width = narrow
-        dropped_all += [cols[i] for i in dropped if cols[i] not in dropped_all]
-    return dropped_all
-
-
 def run(argv: list[str]) -> int:
     from rich.console import Console
 
+    from evalkit.report import formats
+    from evalkit.report.frontier import frontier
     from evalkit.report.html import render
-    from evalkit.report.leaderboard import build_rows, frontier, require_rows, to_frame
     from evalkit.report.load import load_runs
     from evalkit.report.pairs import build_pairs, print_pair
+    from evalkit.report.rows import build_rows, require_rows, to_frame
+    from evalkit.report.tables import leaderboard_columns, print_leaderboard
 
     args = parse_args(argv)
     console = Console(highlight=False, width=_width(args.width))
@@ -161,10 +96,10 @@ def run(argv: list[str]) -> int:
         pairs.extend(build_pairs(loaded.runs, spec, warnings, n_boot=args.bootstrap, seed=args.seed))
 
     shown = _warn(warnings, shown)
-    columns = table_columns(df, args.columns, args.wide)  # a wrong --columns is an error even with --quiet
+    columns = leaderboard_columns(df, args.columns, args.wide)  # a wrong --columns is an error even with --quiet
     if not args.quiet:
-        dropped = _print_table(df, console, columns, fit=not args.wide,
-                               explicit=bool(args.columns))  # fmt: skip
+        dropped = print_leaderboard(df, console, columns, fit=not args.wide,
+                                    explicit=bool(args.columns))  # fmt: skip
         if dropped:
             console.print(f"not shown (too wide for {console.width} columns): {', '.join(dropped)}; "
                           "--wide, --columns a,b,c or --width N shows them", markup=False)  # fmt: skip
@@ -197,40 +132,20 @@ def run(argv: list[str]) -> int:
 
     written = []
     if args.csv:
-        _parent(args.csv)
-        df.write_csv(args.csv)
+        formats.write_csv(df, args.csv)
         written.append(str(args.csv))
     if args.parquet:
-        _parent(args.parquet)
-        df.write_parquet(args.parquet)
+        formats.write_parquet(df, args.parquet)
         written.append(str(args.parquet))
     if args.pair_csv:
-        import polars as pl
-
-        from evalkit.report.pairs import pair_rows
-
-        _parent(args.pair_csv)
-        pl.DataFrame([r for p in pairs for r in pair_rows(p)], infer_schema_length=None).write_csv(args.pair_csv)
+        formats.write_pair_csv(pairs, args.pair_csv)
         written.append(str(args.pair_csv))
     if args.json:
-        _parent(args.json)
-        payload = {
-            "rows": df.to_dicts(),
-            "frontier": {"quality_metric": front.quality, "notes": front.notes},
-            "recommendations": [
-                {"group": r.group, "row": _row_id(r.row), "reason": r.reason, "excluded": r.excluded}
-                for r in front.recommendations
-            ],
-            "pairs": [p.to_dict() for p in pairs],
-            "mtp_grid": [r.model_dump() for r in grid],
-            "warnings": list(dict.fromkeys(warnings)),
-        }
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
+        formats.write_json(args.json, formats.json_payload(df, front, pairs, grid, warnings))
         written.append(str(args.json))
     if args.html:
-        _parent(args.html)
         page = render(df, front, pairs, list(dict.fromkeys(warnings)), [str(p) for p in args.outputs], runs=loaded.runs)
-        args.html.write_text(page, encoding="utf-8")
+        formats.write_text(args.html, page)
         written.append(str(args.html))
     if written and not args.quiet:
         console.print("wrote " + ", ".join(written))
@@ -255,21 +170,6 @@ def _warn(warnings: list[str], start: int) -> int:
         if w not in warnings[:i]:
             print(f"evalkit: warning: {w}", file=sys.stderr)
     return len(warnings)
-
-
-def _row_id(row: dict | None) -> dict | None:
-    if row is None:
-        return None
-    return {k: row.get(k) for k in ("model", "variant", "settings", "hardware")}
-
-
-def _parent(path: Path) -> None:
-    from evalkit.report.load import ReportError
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReportError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

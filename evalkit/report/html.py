@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import html
 import io
-import math
 from datetime import datetime, timezone
-from typing import Any
 
 import polars as pl
 
 from evalkit.metrics.bootstrap import INTERVAL, METRICS
 from evalkit.report.pair_quality import quality_html
-from evalkit.report.leaderboard import COLUMNS, DYNAMIC_DOCS, QUALITY_METRICS, Frontier, group_title
+from evalkit.report.columns import SUMMARY, format_cell, reference, view
+from evalkit.report.frontier import QUALITY_METRICS, Frontier, group_title
 from evalkit.report.pairs import METRIC_LABELS, NOISE, PairReport, fmt_detectable, fmt_ratio, memory_lines
 
 CSS = """
@@ -45,31 +44,6 @@ nav.out-index ul{columns:2 320px;margin:4px 0}a.top{font-size:12px;font-weight:4
 # No request can leave the page: the browser itself refuses any (tests/report check it in Chromium).
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
-# The compact table: identity, frontier, memory, speed, quality (all columns are in <details>).
-SUMMARY_COLUMNS = [
-    "model", "variant", "settings", "hardware", "size_gb", "bits_per_weight", "memory_gb",
-    "pp_tokens_per_s", "tg_tokens_per_s", "gen_tokens_per_s", "chars_per_s", "ttft_s",
-    "pass_strict", "pass_loose", "output_chars_mean", "ppl", "kld_mean", "kld_p99", "same_top_pct",
-    "gen_samples", "pareto_speed", "pareto_memory", "recommended",
-]  # fmt: skip
-
-
-def _fmt(v: Any, col: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, bool):
-        return "✔" if v else ""
-    if isinstance(v, float):
-        if col.startswith(("pass_", "check_")):
-            return f"{100 * v:.0f}%"
-        if col.startswith("kld") or col == "ppl_ratio":
-            return f"{v:.4g}"
-        if abs(v) >= 100:
-            return f"{v:.0f}"
-        return f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}"
-    return str(v)
-
-
 def _table(df: pl.DataFrame, columns: list[str], table_id: str) -> str:
     cols = [c for c in columns if c in df.columns and df[c].drop_nulls().len() > 0]
     head = "".join(f'<th class="{"l" if df[c].dtype == pl.Utf8 else ""}">{html.escape(c)}</th>' for c in cols)
@@ -80,7 +54,7 @@ def _table(df: pl.DataFrame, columns: list[str], table_id: str) -> str:
         for c in cols:
             v = row.get(c)
             klass = "l" if df[c].dtype == pl.Utf8 else ("flag" if isinstance(v, bool) and v else "")
-            cells.append(f'<td class="{klass}">{html.escape(_fmt(v, c))}</td>')
+            cells.append(f'<td class="{klass}">{html.escape(format_cell(v, c))}</td>')
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     return f'<div style="overflow-x:auto"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
@@ -252,7 +226,7 @@ def render(
         parts.append("<p class='warn'>No quality metric measured: no frontier plot.</p>")
 
     parts.append("<h2 id='leaderboard-section'>Leaderboard</h2>")
-    parts.append(_table(front.frame, SUMMARY_COLUMNS, "leaderboard"))
+    parts.append(_table(front.frame, view(SUMMARY), "leaderboard"))
     parts.append("<details><summary>All columns</summary>" + _table(front.frame, list(front.frame.columns), "leaderboard-full") + "</details>")
 
     parts.append("<h2 id='quality'>Quality per check</h2>")
@@ -269,8 +243,7 @@ def render(
         parts.extend(_pair_html(p) for p in pairs)
     if warnings:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='warn'>{html.escape(w)}</li>" for w in warnings) + "</ul>")
-    ref = "".join(f"<tr><td class='l'>{c.name}</td><td class='l'>{html.escape(c.doc)}</td></tr>" for c in COLUMNS)
-    ref += "".join(f"<tr><td class='l'>{html.escape(k)}</td><td class='l'>{html.escape(v)}</td></tr>" for k, v in DYNAMIC_DOCS.items())
+    ref = "".join(f"<tr><td class='l'>{html.escape(k)}</td><td class='l'>{html.escape(v)}</td></tr>" for k, v in reference())
     parts.append(f"<details><summary>Column reference</summary><div class='scroll'><table><tbody>{ref}</tbody></table></div></details>")
     parts.append("</body></html>")
     return "\n".join(parts)

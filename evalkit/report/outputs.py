@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from evalkit.records import CheckOutcome, SampleRecord
-from evalkit.report.leaderboard import dedupe_tasks, row_key, row_settings, settings_label
+from evalkit.report.rows import dedupe_tasks, row_key, row_settings, settings_label
 from evalkit.report.load import ReportError, Run, read_samples
 
 FOLD_CHARS = 700  # longer answers show this much, the rest folded in <details>

@@ -21,7 +21,7 @@ import numpy as np
 
 from evalkit.metrics.bootstrap import INTERVAL, METRICS, Ratio, paired_ratios
 from evalkit.report.pair_quality import QualityRow, generation_quality, kld_quality, lmeval_quality, print_quality
-from evalkit.report.leaderboard import dedupe_tasks, memory_block, row_key, row_settings
+from evalkit.report.rows import dedupe_tasks, memory_block, row_key, row_settings
 from evalkit.report.load import ReportError, Run, read_samples
 
 METRIC_LABELS = {

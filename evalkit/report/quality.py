@@ -12,7 +12,7 @@ import io
 from collections import defaultdict
 from dataclasses import dataclass
 
-from evalkit.report.leaderboard import dedupe_tasks, row_key
+from evalkit.report.rows import dedupe_tasks, row_key
 from evalkit.report.load import Run
 from evalkit.report.outputs import variant_labels
 

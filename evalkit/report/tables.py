@@ -188,3 +188,55 @@ def pair_table(report, width: int) -> tuple[Table, list[str]]:
         [cols[i] for i in shown], width, left={"prompt"}, sections={len(rows) - 1}, caption=caption,
     )  # fmt: skip
     return table, [cols[i][0] for i in dropped]
+
+
+# --------------------------------------------------------------------------------------------
+# The leaderboard in the terminal: its column sets are the catalogue's views (report/columns.py).
+
+
+def leaderboard_columns(df, spec: str | None, wide: bool) -> list[str]:
+    """The columns asked for: --columns a,b,c (any leaderboard column), --wide, or the compact set."""
+    from evalkit.report.columns import COMPACT, WIDE, view
+    from evalkit.report.load import ReportError
+
+    if spec:
+        cols = [c.strip() for c in spec.split(",") if c.strip()]
+        unknown = [c for c in cols if c not in df.columns]
+        if unknown or not cols:
+            raise ReportError(f"--columns: unknown column(s) {', '.join(unknown) or '(none given)'}; "
+                              "see the column reference in docs/leaderboard.md or --csv")  # fmt: skip
+        return cols
+    if wide:
+        return view(WIDE)
+    if "tg_tokens_per_s" not in df.columns or df["tg_tokens_per_s"].drop_nulls().len() == 0:  # no task=speed
+        return [("gen_tokens_per_s" if c == "tg_tokens_per_s" else c) for c in view(COMPACT)]
+    return view(COMPACT)
+
+
+def print_leaderboard(df, console, columns: list[str], fit: bool = True, explicit: bool = False) -> list[str]:
+    """The chosen columns per machine; columns equal on every row go into the title. Cells are
+    whole: a column that does not fit the console is dropped (returned), never cut. Dropped first:
+    the compact columns kept least (the catalogue's `keep`), or with --columns the last named."""
+    from evalkit.report.columns import format_cell, header, keep_order
+
+    dropped_all: list[str] = []
+    for hw in df["hardware"].unique(maintain_order=True).to_list():
+        part = df.filter(df["hardware"] == hw)
+        cols = [c for c in columns if c in part.columns and (explicit or part[c].drop_nulls().len() > 0)]
+        same = [c for c in ("model", "settings") if c in cols and part[c].n_unique() == 1 and len(part) > 1]
+        title = " · ".join([f"leaderboard · {hw}", *(f"{c} {part[c][0]}" for c in same)])
+        cols = [c for c in cols if c not in same]
+        rank = {c: i for i, c in enumerate([] if explicit else keep_order())}
+        priority = sorted(range(len(cols)), key=lambda i: rank.get(cols[i], len(rank) + i))
+        rows = list(part.iter_rows(named=True))
+        data = [(header(c), [format_cell(row.get(c), c) for row in rows]) for c in cols]
+        width = console.width if fit else max(console.width, table_width(data))
+        shown, dropped = fit_columns(data, width, keep=1, priority=priority)
+        left = {header(c) for c in ("model", "variant", "settings")}
+        table, _ = fitted_table(title, [data[i] for i in shown], width, left=left)
+        narrow = console.width
+        console.width = width  # --wide: as wide as the table, however wide the terminal
+        console.print(table)
+        console.width = narrow
+        dropped_all += [cols[i] for i in dropped if cols[i] not in dropped_all]
+    return dropped_all

@@ -3,7 +3,8 @@
 import pytest
 
 from evalkit.metrics.pareto import pareto_flags
-from evalkit.report.leaderboard import frontier, to_frame
+from evalkit.report.frontier import frontier
+from evalkit.report.rows import to_frame
 from evalkit.report.load import ReportError
 
 # variant: (tg tokens/s, KLD, memory GB). Worked out by hand:

@@ -121,23 +121,23 @@ def _cells_whole(out: str, cells: list[str], width: int) -> None:
 
 @pytest.mark.parametrize("width", [80, 100, 140])
 def test_terminal_tables_never_split_a_cell(page_tree, width):
-    from evalkit.leaderboard import COMPACT, HEADERS, _print_table
-    from evalkit.report.html import _fmt
-    from evalkit.report.leaderboard import build_rows, frontier, to_frame
+    from evalkit.report.columns import COMPACT, format_cell, header, view
+    from evalkit.report.frontier import frontier
+    from evalkit.report.rows import build_rows, to_frame
     from evalkit.report.load import load_runs
     from evalkit.report.pairs import build_pairs
-    from evalkit.report.tables import pair_table
+    from evalkit.report.tables import pair_table, print_leaderboard
 
     loaded = load_runs([page_tree])
     df = frontier(to_frame(build_rows(loaded.runs, []))).frame
     console = Console(width=width, record=True, file=io.StringIO())
-    dropped = _print_table(df, console, COMPACT)
+    dropped = print_leaderboard(df, console, view(COMPACT))
     out = console.export_text()
-    shown = [c for c in COMPACT if c in df.columns and df[c].drop_nulls().len() > 0 and c not in dropped and c not in ("model", "settings")]
+    shown = [c for c in view(COMPACT) if c in df.columns and df[c].drop_nulls().len() > 0 and c not in dropped and c not in ("model", "settings")]
     assert {"variant", "tg_tokens_per_s", "kld_mean"} <= set(shown)
     if width >= 100:
         assert not dropped, f"the compact set fits {width} columns"
-    cells = [HEADERS.get(c, c.replace("_", " ")) for c in shown] + [_fmt(v, c) for c in shown for v in df[c].to_list()]
+    cells = [header(c) for c in shown] + [format_cell(v, c) for c in shown for v in df[c].to_list()]
     assert "0.0005772" in cells and "0.6692" in cells and "61.02" in cells
     _cells_whole(out, cells, width)
 
