@@ -1,6 +1,6 @@
 """The leaderboard's column catalogue: one entry per column says everything about it.
 
-An entry holds the column's name, type, meaning, how its cells are written and which views show it
+An entry holds the column's name, type, unit, meaning, how its cells are written and which views show it
 (the compact terminal table, the wide one, the HTML summary table; every column is in the CSV,
 parquet and JSON rows). Everything that lists columns reads this catalogue: the row frame's order
 and types, the terminal and HTML tables, the HTML column reference and docs/leaderboard.md, whose
@@ -57,6 +57,7 @@ class Column:
     dtype: Any
     doc: str
     fmt: Callable[[float], str] = number  # how a float cell is written (tables and HTML)
+    unit: str = ""  # GB are 10^9 bytes; share: 0..1
     header: str | None = None  # the terminal table's header (default: the name with spaces)
     show: tuple[str, ...] = ()  # views besides the files: COMPACT, WIDE, SUMMARY
     at: int = 0  # position in those views (they order columns for reading, not as the files do)
@@ -72,6 +73,7 @@ class Family:
     dtype: Any
     doc: str
     fmt: Callable[[float], str] = number
+    unit: str = ""
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -117,26 +119,26 @@ FRONTIER = [
        at=220, keep=8),
 ]  # fmt: skip
 MEMORY = [
-    _c("size_gb", F, "GGUF file size, 10^9 bytes", header="size GB", show=(WIDE, SUMMARY), at=40, keep=12),
-    _c("bits_per_weight", F, "8 x file bytes / parameter count", header="bpw", show=(WIDE, SUMMARY), at=50),
+    _c("size_gb", F, "GGUF file size, 10^9 bytes", header="size GB", show=(WIDE, SUMMARY), at=40, keep=12, unit="GB"),
+    _c("bits_per_weight", F, "8 x file bytes / parameter count", header="bpw", show=(WIDE, SUMMARY), at=50, unit="bits"),
     _c("peak_rss_gb", F, "highest peak resident set of the row's generation and speed runs (any run if none); "
-       "in a multirun sweep it includes what earlier jobs of the same process left behind"),
+       "in a multirun sweep it includes what earlier jobs of the same process left behind", unit="GB"),
     _c("rss_delta_gb", F, "peak resident set minus the process's resident set before the model was loaded: what "
-       "this variant needed (weights touched, KV cache, compute buffers)"),
-    _c("gpu_memory_gb", F, "highest GPU memory held by the process (NVML); null on CPU"),
+       "this variant needed (weights touched, KV cache, compute buffers)", unit="GB"),
+    _c("gpu_memory_gb", F, "highest GPU memory held by the process (NVML); null on CPU", unit="GB"),
     _c("memory_gb", F, "gpu_memory_gb when a GPU was used, else rss_delta_gb (else peak_rss_gb)", header="mem GB",
-       show=_VIEWS, at=60, keep=7),
-    _c("kv_cache_mb", F, "KV cache as llama.cpp allocated it (MiB) in the row's generation/speed runs"),
+       show=_VIEWS, at=60, keep=7, unit="GB"),
+    _c("kv_cache_mb", F, "KV cache as llama.cpp allocated it (MiB) in the row's generation/speed runs", unit="MiB"),
 ]  # fmt: skip
 SPEED = [
     _c("pp_test", S, "the prompt-processing test shown (pp512 when run)"),
     _c("pp_tokens_per_s", F, "prompt processing tokens/s, mean over repetitions (task=speed)", header="pp tok/s",
-       show=_VIEWS, at=70, keep=9),
-    _c("pp_tokens_per_s_sd", F, "standard deviation of pp_tokens_per_s"),
+       show=_VIEWS, at=70, keep=9, unit="tok/s"),
+    _c("pp_tokens_per_s_sd", F, "standard deviation of pp_tokens_per_s", unit="tok/s"),
     _c("tg_test", S, "the generation test shown (tg128 when run)"),
     _c("tg_tokens_per_s", F, "generation tokens/s, mean over repetitions (task=speed)", header="tg tok/s",
-       show=_VIEWS, at=80, keep=3),
-    _c("tg_tokens_per_s_sd", F, "standard deviation of tg_tokens_per_s"),
+       show=_VIEWS, at=80, keep=3, unit="tok/s"),
+    _c("tg_tokens_per_s_sd", F, "standard deviation of tg_tokens_per_s", unit="tok/s"),
     _c("speed_repetitions", I, "repetitions per speed test"),
 ]  # fmt: skip
 GENERATION = [
@@ -145,28 +147,28 @@ GENERATION = [
     _c("gen_samples", I, "completed generations", header="n gen", show=(WIDE, SUMMARY), at=190),
     _c("gen_failed", I, "failed generations (not in any rate)"),
     _c("gen_truncated", I, "generations stopped by the token cap or the context"),
-    _c("ttft_s", F, "time to first token, mean over generations (s)", header="ttft s", show=(WIDE, SUMMARY), at=110),
-    _c("ttft_s_sd", F, "standard deviation of ttft_s"),
-    _c("prompt_tokens_per_s", F, "prompt tokens/s within generations, mean"),
+    _c("ttft_s", F, "time to first token, mean over generations (s)", header="ttft s", show=(WIDE, SUMMARY), at=110, unit="s"),
+    _c("ttft_s_sd", F, "standard deviation of ttft_s", unit="s"),
+    _c("prompt_tokens_per_s", F, "prompt tokens/s within generations, mean", unit="tok/s"),
     _c("gen_tokens_per_s", F, "generation tokens/s per generation (first to last token), mean", header="gen tok/s",
-       show=(WIDE, SUMMARY), at=90, keep=4),
-    _c("gen_tokens_per_s_sd", F, "standard deviation of gen_tokens_per_s"),
-    _c("gen_tokens_per_s_total", F, "all generated tokens / all generation seconds"),
+       show=(WIDE, SUMMARY), at=90, keep=4, unit="tok/s"),
+    _c("gen_tokens_per_s_sd", F, "standard deviation of gen_tokens_per_s", unit="tok/s"),
+    _c("gen_tokens_per_s_total", F, "all generated tokens / all generation seconds", unit="tok/s"),
     _c("chars_per_s", F, "output characters / end-to-end seconds per generation, mean", header="chars/s",
-       show=(WIDE, SUMMARY), at=100),
-    _c("chars_per_s_sd", F, "standard deviation of chars_per_s"),
-    _c("chars_per_s_total", F, "all output characters / all end-to-end seconds"),
-    _c("gen_total_s", F, "sum of end-to-end seconds of all generations"),
+       show=(WIDE, SUMMARY), at=100, unit="chars/s"),
+    _c("chars_per_s_sd", F, "standard deviation of chars_per_s", unit="chars/s"),
+    _c("chars_per_s_total", F, "all output characters / all end-to-end seconds", unit="chars/s"),
+    _c("gen_total_s", F, "sum of end-to-end seconds of all generations", unit="s"),
     _c("output_chars_mean", F, "output volume: characters per generation, mean", header="chars", show=(WIDE, SUMMARY),
-       at=140),
-    _c("output_chars_total", I, "output volume: characters, all generations"),
-    _c("output_tokens_mean", F, "generated tokens per generation, mean"),
-    _c("acceptance_rate", F, "speculative decoding: accepted / drafted tokens"),
-    _c("spec_speedup", F, "speculative decoding: generation tokens/s with it / without it, same variant"),
+       at=140, unit="chars"),
+    _c("output_chars_total", I, "output volume: characters, all generations", unit="chars"),
+    _c("output_tokens_mean", F, "generated tokens per generation, mean", unit="tokens"),
+    _c("acceptance_rate", F, "speculative decoding: accepted / drafted tokens", unit="share"),
+    _c("spec_speedup", F, "speculative decoding: generation tokens/s with it / without it, same variant", unit="ratio"),
     _c("pass_strict", F, "share of checked generations passing every check (strict)", fmt=share, header="strict",
-       show=_VIEWS, at=120, keep=6),
+       show=_VIEWS, at=120, keep=6, unit="share"),
     _c("pass_loose", F, "the same, loose mode (stray first/last line and markup forgiven)", fmt=share, header="loose",
-       show=(WIDE, SUMMARY), at=130),
+       show=(WIDE, SUMMARY), at=130, unit="share"),
     _c("pass_n", I, "generations the pass rates are over"),
 ]  # fmt: skip
 QUALITY = [
@@ -176,25 +178,25 @@ QUALITY = [
     _c("ppl_corpus", S, "corpus the perplexity is over"),
     _c("kld_reference", S, "the reference variant of the KLD figures"),
     _c("kld_mean", F, "mean KL divergence to the reference (nats/token)", fmt=precise, header="KLD", show=_VIEWS,
-       at=160, keep=5),
-    _c("kld_se", F, "its standard error", fmt=precise),
-    _c("kld_median", F, "median KLD", fmt=precise),
-    _c("kld_p99", F, "99th percentile KLD", fmt=precise, header="KLD p99", show=_VIEWS, at=170, keep=10),
-    _c("kld_max", F, "maximum KLD", fmt=precise),
+       at=160, keep=5, unit="nats/token"),
+    _c("kld_se", F, "its standard error", fmt=precise, unit="nats/token"),
+    _c("kld_median", F, "median KLD", fmt=precise, unit="nats/token"),
+    _c("kld_p99", F, "99th percentile KLD", fmt=precise, header="KLD p99", show=_VIEWS, at=170, keep=10, unit="nats/token"),
+    _c("kld_max", F, "maximum KLD", fmt=precise, unit="nats/token"),
     _c("same_top_pct", F, "share of positions where the reference's and the variant's top token agree (%)",
-       header="top %", show=_VIEWS, at=180, keep=11),
-    _c("ppl_ratio", F, "PPL(variant) / PPL(reference)", fmt=precise),
-    _c("kld_n_scored", I, "scored tokens"),
+       header="top %", show=_VIEWS, at=180, keep=11, unit="%"),
+    _c("ppl_ratio", F, "PPL(variant) / PPL(reference)", fmt=precise, unit="ratio"),
+    _c("kld_n_scored", I, "scored tokens", unit="tokens"),
     _c("kld_corpus", S, "corpus the KLD is over"),
     _c("kld_reference_sha256", S, "reference file hash (frontier groups never mix references)"),
     _c("kld_corpus_sha256", S, "corpus hash"),
     _c("kld_resp_task", S, "KLD on a task's own prompts (task.corpus=responses:<task>): the task"),
     _c("kld_resp_reference", S, "the reference variant whose answers were scored"),
-    _c("kld_resp_mean", F, "mean KLD over the reference's answer tokens (nats/token)", fmt=precise),
-    _c("kld_resp_se", F, "its standard error, clustered by prompt", fmt=precise),
-    _c("kld_resp_p99", F, "99th percentile KLD over the answer tokens", fmt=precise),
-    _c("kld_resp_same_top_pct", F, "share of answer tokens where the top tokens agree (%)", fmt=precise),
-    _c("kld_resp_n_scored", I, "scored answer tokens"),
+    _c("kld_resp_mean", F, "mean KLD over the reference's answer tokens (nats/token)", fmt=precise, unit="nats/token"),
+    _c("kld_resp_se", F, "its standard error, clustered by prompt", fmt=precise, unit="nats/token"),
+    _c("kld_resp_p99", F, "99th percentile KLD over the answer tokens", fmt=precise, unit="nats/token"),
+    _c("kld_resp_same_top_pct", F, "share of answer tokens where the top tokens agree (%)", fmt=precise, unit="%"),
+    _c("kld_resp_n_scored", I, "scored answer tokens", unit="tokens"),
     _c("kld_resp_reference_sha256", S, "reference file hash of the answers (frontier groups never mix references)"),
     _c("kld_resp_corpus_sha256", S, "hash of the answers' key (task file, seeds, sampling, cap, settings)"),
 ]  # fmt: skip
@@ -207,8 +209,8 @@ PROVENANCE = [
 ]  # fmt: skip
 
 CHECKS = [
-    Family("check_<check>_strict", F, "per-check pass rate (strict) over the pooled generations", fmt=share),
-    Family("check_<check>_loose", F, "per-check pass rate (loose)", fmt=share),
+    Family("check_<check>_strict", F, "per-check pass rate (strict) over the pooled generations", fmt=share, unit="share"),
+    Family("check_<check>_loose", F, "per-check pass rate (loose)", fmt=share, unit="share"),
 ]
 BENCH = [
     Family("bench_<task>_stderr", F, "its standard error"),
@@ -218,7 +220,7 @@ BENCH = [
 ]
 RESP_CATEGORIES = [
     Family("kld_resp_cat_<category>", F, "KLD on a task's own prompts: mean over that category's answer tokens",
-           fmt=precise),
+           fmt=precise, unit="nats/token"),
 ]  # fmt: skip
 
 SECTIONS = [
@@ -321,12 +323,12 @@ def reference() -> list[tuple[str, str]]:
 
 def markdown() -> str:
     """docs/leaderboard.md's column reference, one table per section."""
-    head = "| column | type | meaning |\n| --- | --- | --- |\n"
+    head = "| column | type | unit | meaning |\n| --- | --- | --- | --- |\n"
     parts = []
     for s in SECTIONS:
-        rows = "".join(f"| `{c.name}` | {TYPE_NAMES[c.dtype]} | {c.doc} |\n" for c in s.columns)
+        rows = "".join(f"| `{c.name}` | {TYPE_NAMES[c.dtype]} | {c.unit} | {c.doc} |\n" for c in s.columns)
         parts.append(f"#### {s.title}\n\n{head}{rows}")
-    rows = "".join(f"| `{f.pattern}` | {TYPE_NAMES[f.dtype]} | {f.doc} |\n" for f in DOC_FAMILIES)
+    rows = "".join(f"| `{f.pattern}` | {TYPE_NAMES[f.dtype]} | {f.unit} | {f.doc} |\n" for f in DOC_FAMILIES)
     parts.append(f"#### {FAMILIES_TITLE}\n\n{head}{rows}")
     return "\n".join(parts)
 
