@@ -46,7 +46,7 @@ def _same_setting(a: dict, b: dict) -> bool:
 
 def ladder_rows(out_dir: Path, kld: dict) -> list[dict]:
     """results.json of kld runs next to out_dir with the same reference and settings."""
-    return [data for _, data in completed_runs_of_task(out_dir) if data.get("kld") and _same_setting(kld, data["kld"])]
+    return [json.loads(r.model_dump_json()) for _, r in completed_runs_of_task(out_dir) if r.kld and _same_setting(kld, r.kld.model_dump())]
 
 
 def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) -> None:
