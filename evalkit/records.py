@@ -37,6 +37,7 @@ ITEMS_FILE = "items.jsonl"
 Status = Literal["complete", "interrupted", "failed"]
 FinishReason = Literal["stop", "length", "error"]  # "error": the sample failed (see `error`)
 TaskKind = Literal["generation", "perplexity", "kld", "speed", "lm_eval"]
+Verdict = Literal["numerics", "unexplained", "unchecked"]  # Divergence.verdict (evalkit.divergence)
 
 
 def now_iso() -> str:
@@ -409,7 +410,7 @@ class Divergence(BaseModel):
     # "numerics": a near tie whose order flips between batch and single-token numerics;
     # "unexplained": the two paths' logits disagree by more than rounding (a bug);
     # "unchecked": the diagnostic could not replay it (see reason).
-    verdict: str
+    verdict: Verdict
     reason: str
     gap_single: float | None = None  # logit[plain token] - logit[spec token], single-token decoding
     gap_batch: float | None = None  # logit[spec token] - logit[plain token], the verify batch's row

@@ -111,6 +111,7 @@ def test_half_written_and_absent_results(tmp_path):
 def test_literals_cover_every_value_evalkit_writes():
     assert set(records.Status.__args__) == {"complete", "interrupted", "failed"}
     assert set(records.FinishReason.__args__) == {"stop", "length", "error"}
+    assert set(records.Verdict.__args__) == {"numerics", "unexplained", "unchecked"}
     from evalkit.config import TaskConfig
 
     kinds = {t.model_fields["kind"].default for t in TaskConfig.__args__[0].__args__}
