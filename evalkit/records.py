@@ -1,26 +1,43 @@
 """Records: the only interface between running and reporting.
 
 Everything the leaderboard shows comes from these files: `samples.jsonl` (one line per
-generation, appended and flushed as it completes) and `results.json` (the validated summary).
-Units are in the field names.
+generation, appended and flushed as it completes), `results.json` (the validated summary) and
+`items.jsonl` (lm_eval's scored documents). Units are in the field names. Each file type has one
+reader here (`read_samples`, `read_result`, `read_items`); an older results.json or sample line is
+upgraded to the current schema on read (`upgrade_result`, `upgrade_sample`), never skipped.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from evalkit.backends.base import BackendInfo
 from evalkit.hardware import HardwareInfo
 
-SCHEMA_VERSION = 1
+# 2: status / finish_reason / task_kind are closed sets, a speculative block accounts for every
+# differing pair (n_identical_outputs + n_numerics_explained + n_unexplained + n_unchecked == n_pairs).
+# 1 is read and upgraded (MIGRATIONS below); a file from a newer evalkit is refused in one line.
+SCHEMA_VERSION = 2
+OLDEST_SCHEMA_VERSION = 1
+
+SAMPLES_FILE = "samples.jsonl"
+RESULTS_FILE = "results.json"
+ITEMS_FILE = "items.jsonl"
+
+# Every value evalkit writes in these fields; a new one is added here, once.
+Status = Literal["complete", "interrupted", "failed"]
+FinishReason = Literal["stop", "length", "error"]  # "error": the sample failed (see `error`)
+TaskKind = Literal["generation", "perplexity", "kld", "speed", "lm_eval"]
+Verdict = Literal["numerics", "unexplained", "unchecked"]  # Divergence.verdict (evalkit.divergence)
 
 
 def now_iso() -> str:
@@ -31,6 +48,21 @@ def stable_hash(data: Any, n: int = 16) -> str:
     """Hash of JSON-able data, independent of key order."""
     raw = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()[:n]
+
+
+class BackendInfo(BaseModel):
+    """results.json `backend`: what the backend is and every setting that can change speed or outputs."""
+
+    type: str
+    build: str | None = None  # llama.cpp / server version
+    device: str | None = None  # "CPU" or GPU name
+    gpu_offload: bool = False
+    # The llama.cpp build: "cpu", "cuda", "metal", ... (evalkit.llama_build); None: a remote server.
+    flavour: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)  # speed-relevant settings
+    output_settings: dict[str, Any] = Field(default_factory=dict)  # outputs depend on these
+    chat_template: str | None = None  # "gguf", "none", or the server's
+    extra: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelRecord(BaseModel):
@@ -82,7 +114,7 @@ class SampleRecord(BaseModel):
     sampling: dict[str, Any]
     prompt: str
     output: str
-    finish_reason: str
+    finish_reason: FinishReason
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_prompt_tokens: int | None = None
@@ -237,7 +269,7 @@ class KldPromptStats(BaseModel):
     seed: int  # the seed the reference answer was sampled with
     prompt_tokens: int  # chat-templated prompt, as the reference tokenized it
     answer_tokens: int  # scored tokens: the reference's answer (its end-of-generation token included)
-    finish: str  # "stop" (the reference ended it) | "length" (cut at task.answer_max_tokens)
+    finish: FinishReason  # "stop" (the reference ended it) | "length" (cut at task.answer_max_tokens)
     kld_mean: float
     kld_p99: float
     kld_max: float
@@ -378,7 +410,7 @@ class Divergence(BaseModel):
     # "numerics": a near tie whose order flips between batch and single-token numerics;
     # "unexplained": the two paths' logits disagree by more than rounding (a bug);
     # "unchecked": the diagnostic could not replay it (see reason).
-    verdict: str
+    verdict: Verdict
     reason: str
     gap_single: float | None = None  # logit[plain token] - logit[spec token], single-token decoding
     gap_batch: float | None = None  # logit[spec token] - logit[plain token], the verify batch's row
@@ -493,13 +525,13 @@ class RunResult(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     run_id: str
-    status: str  # "complete" | "interrupted" | "failed"
+    status: Status
     message: str | None = None
     created_at: str
     finished_at: str | None = None
     evalkit_version: str
     task: str
-    task_kind: str
+    task_kind: TaskKind
     task_file: str | None = None
     task_sha256: str | None = None
     model: ModelRecord
@@ -519,10 +551,11 @@ class RunResult(BaseModel):
 
     @classmethod
     def read(cls, out_dir: Path) -> "RunResult | None":
-        """The run's results.json, or None when it is absent, half-written or of another schema."""
+        """The run's results.json (older schemas upgraded), or None when it is absent, half-written,
+        does not validate or comes from a newer evalkit; `read_result` says which."""
         try:
-            return cls.model_validate_json((out_dir / "results.json").read_text())
-        except (OSError, ValueError):
+            return read_result(out_dir)
+        except RecordError:
             return None
 
     def write(self, out_dir: Path) -> Path:
@@ -556,11 +589,12 @@ class SampleStore:
         for line in raw.decode("utf-8", errors="replace").splitlines():
             if not line.strip():
                 continue
-            try:
-                self.records.append(SampleRecord.model_validate_json(line))
-                good.append(line)
-            except (ValidationError, ValueError):
+            rec = parse_sample(line)
+            if rec is None:
                 self.dropped_lines += 1
+            else:
+                self.records.append(rec)
+                good.append(line)
         if self.dropped_lines or (raw and not raw.endswith(b"\n")):
             tmp = self.path.with_name(f".{self.path.name}.tmp")
             tmp.write_text("".join(g + "\n" for g in good), encoding="utf-8")
@@ -578,25 +612,189 @@ class SampleStore:
 
     def latest(self) -> list[SampleRecord]:
         """One record per key: the newest success, else the newest failure."""
-        best: dict[str, SampleRecord] = {}
-        for r in self.records:
-            prev = best.get(r.key)
-            if prev is None or r.error is None or prev.error is not None:
-                best[r.key] = r
-        return list(best.values())
+        return list(latest_per_key(self.records).values())
 
     def close(self) -> None:
         self._fh.close()
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Lines of a JSONL file that parse; broken ones (a killed writer's tail) are skipped."""
+# --- Readers: one per file type; every consumer reads records through these. ---------------------
+
+
+class RecordError(ValueError):
+    """A record file that cannot be read as this evalkit's schema; the message is one line."""
+
+
+def _upgrade(raw: Any, migrations: dict[int, Any], what: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise RecordError("not a JSON object")
+    if "schema_version" not in raw:
+        raise RecordError(f"no schema_version (not an evalkit {what}?)")
+    v = raw["schema_version"]
+    if isinstance(v, int) and not isinstance(v, bool) and v > SCHEMA_VERSION:
+        raise RecordError(
+            f"schema_version {v!r} is newer than this evalkit (it reads {OLDEST_SCHEMA_VERSION}..{SCHEMA_VERSION}); "
+            "upgrade evalkit to read it"
+        )
+    if v != SCHEMA_VERSION and v not in migrations:
+        raise RecordError(f"schema_version {v!r}, this evalkit reads {OLDEST_SCHEMA_VERSION}..{SCHEMA_VERSION}")
+    data = dict(raw)
+    while data["schema_version"] != SCHEMA_VERSION:
+        data = migrations[data["schema_version"]](data)
+    return data
+
+
+def _result_1_to_2(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 files may predate fields added since (llama.cpp flavour, synthetic models, KLD
+    quantiles and per-answer responses, drafter memory, the losslessness diagnostic, lm-eval data
+    sources): state their absence explicitly. Differing speculative pairs of a run made before the
+    diagnostic existed were never checked: they count as unchecked."""
+    d = copy.deepcopy(d)
+    if isinstance(d.get("backend"), dict):
+        d["backend"].setdefault("flavour", None)
+    if isinstance(d.get("model"), dict):
+        d["model"].setdefault("synthetic", None)
+    if isinstance(d.get("memory"), dict):
+        for k in ("draft_file_size_bytes", "draft_model_buffer_bytes", "draft_kv_cache_bytes",
+                  "draft_compute_buffer_bytes"):
+            d["memory"].setdefault(k, None)
+    if isinstance(d.get("kld"), dict):
+        for k in ("kld_quantile_levels", "kld_quantiles", "responses"):
+            d["kld"].setdefault(k, None)
+    spec = d.get("speculative")
+    if isinstance(spec, dict) and "n_unchecked" not in spec:
+        differing = int(spec.get("n_pairs") or 0) - int(spec.get("n_identical_outputs") or 0)
+        spec.setdefault("n_numerics_explained", 0)
+        spec.setdefault("n_unexplained", 0)
+        spec["n_unchecked"] = max(differing - spec["n_numerics_explained"] - spec["n_unexplained"], 0)
+        spec.setdefault("divergences", [])
+    if isinstance(d.get("lm_eval"), dict):
+        d["lm_eval"].setdefault("data_sources", {})
+    d["schema_version"] = 2
+    return d
+
+
+def _sample_1_to_2(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 check outcomes may predate failing-span offsets: none were located."""
+    d = dict(d)
+    if isinstance(d.get("checks"), list):
+        d["checks"] = [{**c, "spans": c.get("spans")} if isinstance(c, dict) else c for c in d["checks"]]
+    d["schema_version"] = 2
+    return d
+
+
+# schema_version n -> a function returning the same record as version n + 1.
+RESULT_MIGRATIONS: dict[int, Any] = {1: _result_1_to_2}
+SAMPLE_MIGRATIONS: dict[int, Any] = {1: _sample_1_to_2}
+
+
+def upgrade_result(raw: Any) -> dict[str, Any]:
+    """A parsed results.json as the current schema's dict (RecordError: not one evalkit can read)."""
+    return _upgrade(raw, RESULT_MIGRATIONS, RESULTS_FILE)
+
+
+def upgrade_sample(raw: Any) -> dict[str, Any]:
+    """A parsed samples.jsonl line as the current schema's dict (a line without a version is 1's)."""
+    if isinstance(raw, dict) and "schema_version" not in raw:
+        raw = {**raw, "schema_version": 1}
+    return _upgrade(raw, SAMPLE_MIGRATIONS, "sample")
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{loc}: {err['msg']}{more}"
+
+
+def read_result(path: Path) -> RunResult:
+    """results.json of a run directory (or the file itself), upgraded to the current schema.
+
+    RecordError, with a one-line reason, when it is absent, not JSON, of an unknown schema version
+    or does not validate.
+    """
+    path = path / RESULTS_FILE if path.is_dir() else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecordError(f"unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"unreadable JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
+    data = upgrade_result(raw)
+    try:
+        return RunResult.model_validate(data)
+    except ValidationError as exc:
+        raise RecordError(f"does not validate ({_first_error(exc)})") from None
+
+
+def parse_sample(line: str) -> SampleRecord | None:
+    """One samples.jsonl line as a record (older schemas upgraded); None for a broken line."""
+    try:
+        return SampleRecord.model_validate(upgrade_sample(json.loads(line)))
+    except (ValueError, RecordError):  # ValidationError is a ValueError
+        return None
+
+
+@dataclass
+class SamplesFile:
+    records: list[SampleRecord]  # every valid line, in file order
+    broken_lines: int  # lines that did not parse (a killed writer's tail, another schema)
+
+
+def read_samples(path: Path) -> SamplesFile:
+    """samples.jsonl of a run directory (or the file itself), read-only: a broken line is counted
+    and skipped, never rewritten (SampleStore repairs the file it appends to). Absent: empty."""
+    path = path / SAMPLES_FILE if path.is_dir() else path
+    records: list[SampleRecord] = []
+    broken = 0
+    if not path.is_file():
+        return SamplesFile(records, 0)
     with path.open(encoding="utf-8", errors="replace") as fh:
         for line in fh:
-            line = line.strip()
-            if not line:
+            if not line.strip():
                 continue
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
+            rec = parse_sample(line)
+            if rec is None:
+                broken += 1
+            else:
+                records.append(rec)
+    return SamplesFile(records, broken)
+
+
+def latest_per_key(records: list[SampleRecord]) -> dict[str, SampleRecord]:
+    """One record per resume key: the newest success, else the newest failure."""
+    best: dict[str, SampleRecord] = {}
+    for r in records:
+        prev = best.get(r.key)
+        if prev is None or r.error is None or prev.error is not None:
+            best[r.key] = r
+    return best
+
+
+def finished_samples(path: Path) -> dict[str, SampleRecord]:
+    """The newest successful record per key of a run's samples.jsonl (failures left out)."""
+    return {k: r for k, r in latest_per_key(read_samples(path).records).items() if r.error is None}
+
+
+def read_items(path: Path) -> list[LmEvalItem]:
+    """items.jsonl of a run directory (or the file itself); broken lines are skipped."""
+    path = path / ITEMS_FILE if path.is_dir() else path
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                try:
+                    out.append(LmEvalItem.model_validate_json(line))
+                except ValueError:
+                    continue
+    return out
+
+
+def write_items(path: Path, items: Iterable[LmEvalItem]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for item in items:
+            fh.write(item.model_dump_json() + "\n")
+    tmp.replace(path)

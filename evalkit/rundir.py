@@ -7,14 +7,13 @@ the finished samples in it are kept. Another machine class: another directory, n
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from evalkit.records import stable_hash
+from evalkit.records import RESULTS_FILE, RunResult, stable_hash
 
 
 def _slug(text: object) -> str:
@@ -45,15 +44,13 @@ def run_dir_resolver(*, _root_) -> str:
     return f"{_slug(task['name'])}/{_slug(variant)}/{_slug(backend['type'])}-{key}"  # type: ignore[index]
 
 
-def completed_runs_of_task(run_dir: Path) -> Iterator[tuple[Path, dict]]:
-    """(run dir, results.json as parsed) of every complete run beside run_dir's task, any variant.
+def completed_runs_of_task(run_dir: Path) -> Iterator[tuple[Path, RunResult]]:
+    """(run dir, its result) of every complete run beside run_dir's task, any variant.
 
-    Raw JSON, not RunResult: a sibling written by another evalkit version is read as far as it goes.
+    Read by `records.read_result`: a sibling written by an older evalkit is upgraded; one that
+    cannot be read is left out.
     """
-    for path in sorted(run_dir.parent.parent.glob("*/*/results.json")):  # <task>/<variant>/<run>
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("status") == "complete":
-            yield path.parent, data
+    for path in sorted(run_dir.parent.parent.glob(f"*/*/{RESULTS_FILE}")):  # <task>/<variant>/<run>
+        result = RunResult.read(path.parent)
+        if result is not None and result.status == "complete":
+            yield path.parent, result

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.metrics.intervals import MIN_N, log_ratio_test
-from evalkit.records import RunResult, SampleRecord, SpeculativeSummary, iter_jsonl
+from evalkit.records import RESULTS_FILE, RunResult, SampleRecord, SpeculativeSummary, finished_samples
 
 # Backend keys that only choose the speculation; everything else must match for a fair pair.
 SPECULATIVE_KEYS = ("speculative", "num_pred_tokens", "draft_model")
@@ -53,7 +53,7 @@ def siblings(run_dir: Path, result: RunResult) -> list[tuple[Path, RunResult]]:
     if not run_dir.parent.is_dir():
         return found
     for other in sorted(run_dir.parent.iterdir()):
-        if other.resolve() == run_dir.resolve() or not (other / "results.json").is_file():
+        if other.resolve() == run_dir.resolve() or not (other / RESULTS_FILE).is_file():
             continue
         res = RunResult.read(other)
         if res is None or res.generation is None:
@@ -67,18 +67,7 @@ def siblings(run_dir: Path, result: RunResult) -> list[tuple[Path, RunResult]]:
 
 def _samples(run_dir: Path) -> dict[str, SampleRecord]:
     """The newest successful record per sample key."""
-    path = run_dir / "samples.jsonl"
-    out: dict[str, SampleRecord] = {}
-    if not path.is_file():
-        return out
-    for row in iter_jsonl(path):
-        try:
-            rec = SampleRecord.model_validate(row)
-        except ValueError:
-            continue
-        if rec.error is None:
-            out[rec.key] = rec
-    return out
+    return finished_samples(run_dir)
 
 
 def _rate(records: list[SampleRecord]) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from evalkit.config import SamplingConfig
+from evalkit.records import BackendInfo, FinishReason  # records own the stored types; re-exported here
 
 
 class SampleFailed(Exception):
@@ -39,7 +40,7 @@ class Generation(BaseModel):
     """One completed generation with its timings; seconds and tokens, never guesses."""
 
     text: str
-    finish_reason: str  # "stop" | "length" | "error"
+    finish_reason: FinishReason
     prompt_tokens: int | None  # None: a server that reports no count while streaming
     completion_tokens: int
     cached_prompt_tokens: int = 0  # prompt tokens reused from a cache (not re-evaluated)
@@ -50,21 +51,6 @@ class Generation(BaseModel):
     draft: DraftStats | None = None
     server_timings: dict[str, Any] | None = None  # llama-server's `timings`, verbatim
     server_model: str | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
-
-
-class BackendInfo(BaseModel):
-    """What the backend is and every setting that can change speed or outputs."""
-
-    type: str
-    build: str | None = None  # llama.cpp / server version
-    device: str | None = None  # "CPU" or GPU name
-    gpu_offload: bool = False
-    # The llama.cpp build: "cpu", "cuda", "metal", ... (evalkit.llama_build); None: a remote server.
-    flavour: str | None = None
-    settings: dict[str, Any] = Field(default_factory=dict)  # speed-relevant settings
-    output_settings: dict[str, Any] = Field(default_factory=dict)  # outputs depend on these
-    chat_template: str | None = None  # "gguf", "none", or the server's
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

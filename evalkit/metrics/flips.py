@@ -7,39 +7,14 @@ hash), with the paired standard error of the accuracy delta. The leaderboard imp
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from evalkit.records import FlipStats, LmEvalItem
-
-ITEMS_FILE = "items.jsonl"
+from evalkit.records import ITEMS_FILE, FlipStats, LmEvalItem, RunResult, read_items, write_items  # noqa: F401 (re-exported)
 
 Key = tuple[str, int, str]
-
-
-def read_items(path: Path) -> list[LmEvalItem]:
-    """items.jsonl of a run directory (or the file itself); broken lines are skipped."""
-    path = path / ITEMS_FILE if path.is_dir() else path
-    out = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    out.append(LmEvalItem.model_validate_json(line))
-                except ValueError:
-                    continue
-    return out
-
-
-def write_items(path: Path, items: Iterable[LmEvalItem]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for item in items:
-            fh.write(item.model_dump_json() + "\n")
-    tmp.replace(path)
 
 
 def _index(items: Iterable[LmEvalItem | Mapping]) -> dict[Key, LmEvalItem]:
@@ -108,9 +83,8 @@ def flips_between_runs(run_dir: Path, reference_dir: Path, reference: str | None
 
 def run_label(run_dir: Path, *, with_dir: bool = False) -> str:
     """'model [variant]' of a run directory (with its name in brackets), else its path."""
-    try:
-        model = json.loads((run_dir / "results.json").read_text())["model"]
-        label = f"{model['name']} [{model['variant']}]"
-    except (OSError, ValueError, KeyError, TypeError):
+    result = RunResult.read(run_dir)
+    if result is None:
         return str(run_dir)
+    label = f"{result.model.name} [{result.model.variant}]"
     return f"{label} ({run_dir.name})" if with_dir else label

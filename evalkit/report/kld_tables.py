@@ -6,7 +6,6 @@ reference, corpus and settings, so the last job of a ladder sweep prints the who
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rich import box
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from evalkit.records import RunResult
+from evalkit.records import KldSummary, RunResult
 from evalkit.report.tables import header
 from evalkit.rundir import completed_runs_of_task
 
@@ -39,25 +38,31 @@ def print_perplexity(result: RunResult, console: Console) -> None:
     console.print(f"corpus: {p.corpus_description}, sha256 {p.corpus_sha256[:16]}…, {p.corpus_tokens} tokens")
 
 
-def _same_setting(a: dict, b: dict) -> bool:
+def _same_setting(a: KldSummary, b: KldSummary) -> bool:
     keys = ("reference_sha256", "corpus_sha256", "n_ctx", "n_chunks", "top_k", "exact")
-    return all(a.get(k) == b.get(k) for k in keys)
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
-def ladder_rows(out_dir: Path, kld: dict) -> list[dict]:
-    """results.json of kld runs next to out_dir with the same reference and settings."""
-    return [data for _, data in completed_runs_of_task(out_dir) if data.get("kld") and _same_setting(kld, data["kld"])]
+def ladder_rows(out_dir: Path, kld: KldSummary) -> list[RunResult]:
+    """Complete kld runs next to out_dir with the same reference and settings."""
+    return [r for _, r in completed_runs_of_task(out_dir) if r.kld is not None and _same_setting(kld, r.kld)]
+
+
+def ladder(result: RunResult, out_dir: Path | None) -> list[RunResult]:
+    """This kld result and the ladder beside it, by mean KLD."""
+    assert result.kld is not None
+    rows = ladder_rows(out_dir, result.kld) if out_dir is not None else []
+    if not any(r.run_id == result.run_id for r in rows):
+        rows.append(result)
+    rows.sort(key=lambda r: r.kld.kld_mean)  # type: ignore[union-attr]
+    return rows
 
 
 def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) -> None:
     k = result.kld
     if k is None:
         return
-    this = json.loads(result.model_dump_json())
-    rows = ladder_rows(out_dir, this["kld"]) if out_dir is not None else []
-    if not any(r["run_id"] == result.run_id for r in rows):
-        rows.append(this)
-    rows.sort(key=lambda r: r["kld"]["kld_mean"])
+    rows = ladder(result, out_dir)
     title = escape(
         f"KL divergence vs {k.reference_model} [{k.reference_variant}] · corpus {k.corpus} "
         f"({k.n_chunks} chunks × {k.n_ctx}, {k.n_scored} tokens scored)"
@@ -68,25 +73,26 @@ def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) 
     for col in cols:
         table.add_column(col, justify="left" if col == "variant" else "right")
     for r in rows:
-        m, s = r["model"], r["kld"]
-        mark = " ←" if r["run_id"] == result.run_id else ""
-        cl = s.get("kld_se_clustered")
-        size = m.get("size_bytes")
+        m, s = r.model, r.kld
+        assert s is not None
+        mark = " ←" if r.run_id == result.run_id else ""
+        cl = s.kld_se_clustered
+        size = m.size_bytes
         table.add_row(
-            escape(f"{m['variant']}{mark}"),
+            escape(f"{m.variant}{mark}"),
             f"{size / 2**20:.0f}" if size else "-",
-            f"{m.get('bits_per_weight') or 0:.2f}",
-            f"{s['ppl']:.3f}",
-            f"{s['ln_ppl_ratio_mean']:+.5f}",
-            f"{s['kld_mean']:.6f}",
-            f"{s['kld_se']:.6f}",
+            f"{m.bits_per_weight or 0:.2f}",
+            f"{s.ppl:.3f}",
+            f"{s.ln_ppl_ratio_mean:+.5f}",
+            f"{s.kld_mean:.6f}",
+            f"{s.kld_se:.6f}",
             f"{cl:.6f}" if cl is not None else "-",
-            f"{s['kld_median']:.6f}",
-            f"{s['kld_p99']:.4f}",
-            f"{s['kld_max']:.3f}",
-            f"{s['same_top_pct']:.2f}±{s['same_top_se_pct']:.2f}",
-            f"{100 * s['dp_rms']:.3f}%",
-            f"{s['timing']['tokens_per_s']:.0f}",
+            f"{s.kld_median:.6f}",
+            f"{s.kld_p99:.4f}",
+            f"{s.kld_max:.3f}",
+            f"{s.same_top_pct:.2f}±{s.same_top_se_pct:.2f}",
+            f"{100 * s.dp_rms:.3f}%",
+            f"{s.timing.tokens_per_s:.0f}",
         )
     console.print(table)
     mode = "exact full-vocabulary reference" if k.exact else f"top-{k.top_k} reference cache"

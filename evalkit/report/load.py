@@ -1,22 +1,21 @@
 """Find and validate the runs in one or more outputs trees, read-only.
 
-Every results.json is validated against the current RunResult schema; a file that does not
-validate, has another schema_version, or belongs to a run that did not complete is skipped with
-a warning that names it (never a crash, never a silently wrong row). samples.jsonl is read
-without modifying it: a line cut short by a killed writer is counted and skipped.
+Every results.json is read by `records.read_result`: an older schema_version is upgraded, a file
+that does not validate, comes from a newer evalkit, or belongs to a run that did not complete is
+skipped with a warning that names it (never a crash, never a silently wrong row). samples.jsonl is
+read by `records.read_samples`, without modifying it: a line cut short by a killed writer is
+counted and skipped.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from evalkit.errors import EvalkitError
-from evalkit.records import SCHEMA_VERSION, RunResult, SampleRecord
+from evalkit.records import RecordError, RunResult, SampleRecord, latest_per_key, read_result
+from evalkit.records import read_samples as read_samples_file
 
 # Folders in an outputs tree that never hold runs (Hydra's and submitit's bookkeeping).
 _SKIP_DIRS = {".hydra", ".submitit", "__pycache__"}
@@ -66,23 +65,6 @@ def _result_files(root: Path) -> tuple[list[Path], list[Path]]:
     return sorted(results), sorted(orphans)
 
 
-def _schema_problem(raw: Any) -> str | None:
-    if not isinstance(raw, dict):
-        return "not a JSON object"
-    if "schema_version" not in raw:
-        return "no schema_version (not an evalkit results.json?)"
-    if raw["schema_version"] != SCHEMA_VERSION:
-        return f"schema_version {raw['schema_version']!r}, this evalkit reads {SCHEMA_VERSION}"
-    return None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{loc}: {err['msg']}{more}"
-
-
 def load_runs(roots: list[Path], include_incomplete: bool = False) -> Loaded:
     out = Loaded()
     for root in roots:
@@ -98,18 +80,9 @@ def load_runs(roots: list[Path], include_incomplete: bool = False) -> Loaded:
             )
         for path in files:
             try:
-                raw = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                out.warnings.append(f"skipped {path}: unreadable JSON ({type(exc).__name__}: {str(exc)[:80]})")
-                continue
-            problem = _schema_problem(raw)
-            if problem:
-                out.warnings.append(f"skipped {path}: {problem}")
-                continue
-            try:
-                result = RunResult.model_validate(raw)
-            except ValidationError as exc:
-                out.warnings.append(f"skipped {path}: does not validate ({_first_error(exc)})")
+                result = read_result(path)
+            except RecordError as exc:
+                out.warnings.append(f"skipped {path}: {exc}")
                 continue
             if result.status != "complete" and not include_incomplete:
                 out.warnings.append(
@@ -133,26 +106,12 @@ def read_samples(run: Run) -> Samples:
 
     Read-only: a killed writer's partial line is skipped and counted, never rewritten here.
     """
-    path = run.dir / "samples.jsonl"
-    if not path.exists():
-        return Samples([], 0)
-    records: dict[str, SampleRecord] = {}
-    broken = 0
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                rec = SampleRecord.model_validate_json(line)
-            except (ValidationError, ValueError):
-                broken += 1
-                continue
-            prev = records.get(rec.key)
-            if prev is None or rec.error is None or prev.error is not None:
-                records[rec.key] = rec
+    read = read_samples_file(run.dir)
+    records = latest_per_key(read.records)
+    broken = read.broken_lines
     gen = run.result.generation
     wanted = set(gen.per_prompt) if gen else set()
-    n_samples = (run.data.get("config") or {}).get("task", {}).get("samples")
+    n_samples = (run.result.config.get("task") or {}).get("samples")
     sha = run.result.model.sha256
     keep = [
         r

@@ -131,7 +131,7 @@ def kld_quality(a_runs, b_runs) -> tuple[list[QualityRow], list[str]]:
 
 def lmeval_quality(a_runs, b_runs) -> tuple[list[QualityRow], list[str]]:
     """Benchmark accuracy rows (per lm-eval task) over the items both sides scored."""
-    from evalkit.metrics.flips import ITEMS_FILE, read_items
+    from evalkit.records import ITEMS_FILE, read_items
 
     rows: list[QualityRow] = []
     la = [r for r in a_runs if (r.dir / ITEMS_FILE).is_file()]

@@ -362,34 +362,28 @@ def _group_stats(name: str, members: list[int], kld, same, diff, prompt_of) -> K
 
 def show(result: RunResult, console, out_dir: Path) -> None:
     """The ladder table (kld_tables), then mean KLD per category for every variant beside it."""
-    import json
-
-    from evalkit.report.kld_tables import ladder_rows, print_kld
+    from evalkit.report.kld_tables import ladder, print_kld
 
     print_kld(result, console, out_dir)
     k = result.kld
     if k is None or k.responses is None:
         return
-    this = json.loads(result.model_dump_json())
-    rows = [r for r in ladder_rows(out_dir, this["kld"]) if (r["kld"].get("responses") or {}).get("categories")]
-    if not any(r["run_id"] == result.run_id for r in rows):
-        rows.append(this)
-    rows.sort(key=lambda r: r["kld"]["kld_mean"])
+    rows = [r for r in ladder(result, out_dir) if r.kld and r.kld.responses and r.kld.responses.categories]
     table = Table(title=f"mean KLD per category on {k.corpus} (answer tokens; vs {k.reference_variant})",
                   title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("category")
     table.add_column("prompts", justify="right")
     table.add_column("tokens", justify="right")
     for r in rows:
-        mark = " ←" if r["run_id"] == result.run_id else ""
-        table.add_column(escape(r["model"]["variant"]) + mark, justify="right")
-    by_run = [{c["category"]: c for c in r["kld"]["responses"]["categories"]} for r in rows]
+        mark = " ←" if r.run_id == result.run_id else ""
+        table.add_column(escape(r.model.variant) + mark, justify="right")
+    by_run = [{c.category: c for c in r.kld.responses.categories} for r in rows]  # type: ignore[union-attr]
     for c in k.responses.categories:
         cells = [by.get(c.category) for by in by_run]
         table.add_row(escape(c.category), str(c.n_prompts), str(c.n_scored),
-                      *[f"{x['kld_mean']:.4f}" if x else "-" for x in cells])
+                      *[f"{x.kld_mean:.4f}" if x else "-" for x in cells])
     table.add_row("all", str(len(k.responses.prompts)), str(k.n_scored),
-                  *[f"{r['kld']['kld_mean']:.4f}" for r in rows], style="bold")
+                  *[f"{r.kld.kld_mean:.4f}" for r in rows], style="bold")
     console.print(table)
     r = k.responses
     console.print(f"scored: {r.scored}; one answer per prompt, seeds recorded; "

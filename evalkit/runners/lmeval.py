@@ -74,7 +74,7 @@ def run(ctx) -> RunResult:
 
     from evalkit.harness import results as R
     from evalkit.harness.tasks import BUILTIN_DIR, quiet_lm_eval, task_manager
-    from evalkit.metrics.flips import write_items
+    from evalkit.records import write_items
 
     cfg, task = ctx.cfg, ctx.cfg.task
     with quiet_lm_eval():
@@ -417,8 +417,8 @@ def find_reference_run(ctx) -> tuple[Path | None, str | None]:
     task_dir = ctx.out_dir.parent.parent  # outputs/<task>/<variant>/<run>
     mine = cfg.model_dump(mode="json")["task"]
     found: list[tuple[int, str, Path]] = []
-    for run_dir, data in completed_runs_of_task(ctx.out_dir):
-        c = data.get("config", {})
+    for run_dir, res in completed_runs_of_task(ctx.out_dir):
+        c = res.config
         m, t, b = c.get("model", {}), c.get("task", {}), c.get("backend", {})
         q = (m.get("quant") or None) and str(m.get("quant")).lower()
         if t.get("kind") != "lm_eval":
@@ -428,7 +428,7 @@ def find_reference_run(ctx) -> tuple[Path | None, str | None]:
         if any(t.get(k) != mine.get(k) for k in _SAME_TASK_KEYS):
             continue
         same_backend = int(b.get("type") == cfg.backend.type)
-        found.append((same_backend, data.get("finished_at") or "", run_dir))
+        found.append((same_backend, res.finished_at or "", run_dir))
     if not found:
         label = f"{name}" + (f" model.quant={quant}" if quant else "")
         return None, (
@@ -440,7 +440,8 @@ def find_reference_run(ctx) -> tuple[Path | None, str | None]:
 
 
 def _attach_flips(ctx, summary: LmEvalSummary, items) -> None:
-    from evalkit.metrics.flips import compute_flips, read_items, run_label
+    from evalkit.metrics.flips import compute_flips, run_label
+    from evalkit.records import read_items
 
     if not ctx.cfg.task.reference:
         return
