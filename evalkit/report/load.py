@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from evalkit.errors import EvalkitError
 from evalkit.records import RecordError, RunResult, SampleRecord, latest_per_key, read_result
@@ -29,8 +28,7 @@ class ReportError(EvalkitError):
 class Run:
     dir: Path
     root: Path
-    result: RunResult
-    data: dict[str, Any]  # result.model_dump(mode="json"): uniform dict access to every field
+    result: RunResult  # typed access only: report code reads no raw results.json dicts
 
     @property
     def rel(self) -> str:
@@ -91,7 +89,7 @@ def load_runs(roots: list[Path], include_incomplete: bool = False) -> Loaded:
                     + "; re-run the same command, or pass --include-incomplete"
                 )
                 continue
-            out.runs.append(Run(path.parent, root, result, result.model_dump(mode="json")))
+            out.runs.append(Run(path.parent, root, result))
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from evalkit.records import stable_hash
+from evalkit.records import SpeedTest, Stat, read_samples, stable_hash
 from evalkit.report.columns import COLUMNS, schema
 from evalkit.report.columns import slug as _slug
 from evalkit.report.load import ReportError, Run
@@ -54,7 +54,7 @@ def _backend_defaults(kind: str) -> dict[str, Any]:
 def row_settings(run: Run) -> dict[str, Any]:
     """The run's backend config over the current defaults: a key added to the schema later
     does not split an older run's row from a newer one's."""
-    backend = dict((run.data.get("config") or {}).get("backend") or {})
+    backend = dict(run.result.config.get("backend") or {})
     kind = backend.get("type") or run.result.backend.type
     merged = {**_backend_defaults(kind), **backend, "type": kind}
     return {k: v for k, v in merged.items() if k not in _NOT_ROW_SETTINGS}
@@ -106,9 +106,9 @@ def dedupe_tasks(runs: list[Run], warnings: list[str]) -> list[Run]:
     return kept
 
 
-def _pool(stats: Iterable[dict | None]) -> tuple[float | None, float | None, int]:
+def _pool(stats: Iterable[Stat | None]) -> tuple[float | None, float | None, int]:
     """Combine (mean, sd, n) groups into one mean and sample sd, exactly."""
-    groups = [(s["mean"], s["sd"] or 0.0, s["n"]) for s in stats if s and s.get("mean") is not None and s.get("n")]
+    groups = [(s.mean, s.sd or 0.0, s.n) for s in stats if s and s.mean is not None and s.n]
     n = sum(g[2] for g in groups)
     if not n:
         return None, None, 0
@@ -120,84 +120,75 @@ def _pool(stats: Iterable[dict | None]) -> tuple[float | None, float | None, int
 
 
 def _first_sampling(run: Run) -> str | None:
-    path = run.dir / "samples.jsonl"
-    if not path.exists():
+    first = next(iter(read_samples(run.dir).records), None)
+    if first is None:
         return None
-    import json
-
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                s = json.loads(line).get("sampling")
-            except ValueError:
-                continue
-            if isinstance(s, dict):
-                parts = [
-                    f"T={s.get('temperature')}",
-                    f"top_p={s.get('top_p')}",
-                    f"top_k={s.get('top_k')}",
-                ]
-                if s.get("min_p"):
-                    parts.append(f"min_p={s['min_p']}")
-                if s.get("repeat_penalty") not in (None, 1.0):
-                    parts.append(f"repeat_penalty={s['repeat_penalty']}")
-                parts.append(f"max_tokens={s.get('max_tokens') or 'none'}")
-                return " ".join(parts)
-    return None
+    s = first.sampling
+    parts = [
+        f"T={s.get('temperature')}",
+        f"top_p={s.get('top_p')}",
+        f"top_k={s.get('top_k')}",
+    ]
+    if s.get("min_p"):
+        parts.append(f"min_p={s['min_p']}")
+    if s.get("repeat_penalty") not in (None, 1.0):
+        parts.append(f"repeat_penalty={s['repeat_penalty']}")
+    parts.append(f"max_tokens={s.get('max_tokens') or 'none'}")
+    return " ".join(parts)
 
 
 def _gen_block(runs: list[Run]) -> dict[str, Any]:
-    gens = [(r, r.data["generation"]) for r in runs if r.data.get("generation")]
+    gens = [(r, r.result.generation) for r in runs if r.result.generation is not None]
     if not gens:
         return {}
     out: dict[str, Any] = {}
     labels, samplings = [], []
     for r, g in gens:
-        n_samples = (r.data.get("config") or {}).get("task", {}).get("samples")
-        labels.append(f"{r.result.task}({g['n_prompts']}p x{n_samples or '?'})")
+        n_samples = (r.result.config.get("task") or {}).get("samples")
+        labels.append(f"{r.result.task}({g.n_prompts}p x{n_samples or '?'})")
         s = _first_sampling(r)
         if s and s not in samplings:
             samplings.append(s)
     out["gen_tasks"] = "+".join(labels)
     out["sampling"] = "; ".join(samplings) or None
-    out["gen_samples"] = sum(g["n_samples"] for _, g in gens)
-    out["gen_failed"] = sum(g["n_failed"] for _, g in gens)
-    out["gen_truncated"] = sum(g["n_truncated"] for _, g in gens)
+    out["gen_samples"] = sum(g.n_samples for _, g in gens)
+    out["gen_failed"] = sum(g.n_failed for _, g in gens)
+    out["gen_truncated"] = sum(g.n_truncated for _, g in gens)
     for col, key in (("ttft_s", "ttft_s"), ("gen_tokens_per_s", "gen_tokens_per_s"), ("chars_per_s", "chars_per_s")):
-        mean, sd, _ = _pool(g[key] for _, g in gens)
+        mean, sd, _ = _pool(getattr(g, key) for _, g in gens)
         out[col], out[f"{col}_sd"] = mean, sd
-    out["prompt_tokens_per_s"] = _pool(g["prompt_tokens_per_s"] for _, g in gens)[0]
-    gen_s = sum(g["total_generation_s"] or 0.0 for _, g in gens)
-    agg = [(g["gen_tokens_per_s_aggregate"], g["total_generation_s"]) for _, g in gens if g.get("gen_tokens_per_s_aggregate")]
+    out["prompt_tokens_per_s"] = _pool(g.prompt_tokens_per_s for _, g in gens)[0]
+    gen_s = sum(g.total_generation_s or 0.0 for _, g in gens)
+    agg = [(g.gen_tokens_per_s_aggregate, g.total_generation_s) for _, g in gens if g.gen_tokens_per_s_aggregate]
     out["gen_tokens_per_s_total"] = (sum(a * s for a, s in agg) / sum(s for _, s in agg)) if agg and gen_s else None
-    total_s = sum(g["total_s"] or 0.0 for _, g in gens)
-    chars = sum(g["total_chars"] for _, g in gens)
+    total_s = sum(g.total_s or 0.0 for _, g in gens)
+    chars = sum(g.total_chars for _, g in gens)
     n = out["gen_samples"]
     out["chars_per_s_total"] = chars / total_s if total_s else None
     out["gen_total_s"] = total_s
     out["output_chars_total"] = chars
     out["output_chars_mean"] = chars / n if n else None
-    out["output_tokens_mean"] = sum(g["total_completion_tokens"] for _, g in gens) / n if n else None
-    drafted = sum(g.get("drafted_tokens") or 0 for _, g in gens)
-    accepted = sum(g.get("accepted_tokens") or 0 for _, g in gens)
+    out["output_tokens_mean"] = sum(g.total_completion_tokens for _, g in gens) / n if n else None
+    drafted = sum(g.drafted_tokens or 0 for _, g in gens)
+    accepted = sum(g.accepted_tokens or 0 for _, g in gens)
     out["acceptance_rate"] = accepted / drafted if drafted else None
-    speedups = [(r.data.get("speculative") or {}).get("speedup") for r, _ in gens]
+    speedups = [r.result.speculative.speedup if r.result.speculative else None for r, _ in gens]
     out["spec_speedup"] = next((s for s in speedups if s is not None), None)
 
     strict = loose = weight = 0.0
     for _, g in gens:
-        for p in g["per_prompt"].values():
-            if p.get("pass_rate_strict") is not None and p.get("n"):
-                strict += p["pass_rate_strict"] * p["n"]
-                loose += (p.get("pass_rate_loose") or 0.0) * p["n"]
-                weight += p["n"]
+        for p in g.per_prompt.values():
+            if p.pass_rate_strict is not None and p.n:
+                strict += p.pass_rate_strict * p.n
+                loose += (p.pass_rate_loose or 0.0) * p.n
+                weight += p.n
     out["pass_strict"] = strict / weight if weight else None
     out["pass_loose"] = loose / weight if weight else None
     out["pass_n"] = int(weight)
     checks: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
     for _, g in gens:
-        for name, c in g["per_check"].items():
-            checks[name].append((c["strict"], c["loose"], c["n"]))
+        for name, c in g.per_check.items():
+            checks[name].append((c.strict, c.loose, c.n))
     for name, parts in sorted(checks.items()):
         n_c = sum(k for _, _, k in parts)
         slug = _slug(name)
@@ -206,37 +197,37 @@ def _gen_block(runs: list[Run]) -> dict[str, Any]:
     return out
 
 
-def _pick_test(tests: list[dict], kind: str) -> dict | None:
+def _pick_test(tests: list[SpeedTest], kind: str) -> SpeedTest | None:
     if kind == "pp":
-        cands = [t for t in tests if (t.get("n_gen") or 0) == 0 and (t.get("n_prompt") or 0) > 0]
+        cands = [t for t in tests if t.n_gen == 0 and t.n_prompt > 0]
         preferred = "pp512"
     else:
-        cands = [t for t in tests if (t.get("n_prompt") or 0) == 0 and (t.get("n_gen") or 0) > 0]
+        cands = [t for t in tests if t.n_prompt == 0 and t.n_gen > 0]
         preferred = "tg128"
     if not cands:
         return None
-    cands.sort(key=lambda t: ((t.get("depth") or 0) != 0, t.get("name") != preferred))
+    cands.sort(key=lambda t: (t.depth != 0, t.name != preferred))
     return cands[0]
 
 
 def _speed_block(runs: list[Run]) -> dict[str, Any]:
-    tests: list[dict] = []
+    tests: list[SpeedTest] = []
     for r in runs:
-        speed = r.data.get("speed") or {}
-        tests.extend(t for t in speed.get("tests") or [] if isinstance(t, dict))
+        if r.result.speed is not None:
+            tests.extend(r.result.speed.tests)
     out: dict[str, Any] = {}
     for kind in ("pp", "tg"):
         t = _pick_test(tests, kind)
         if t:
-            out[f"{kind}_test"] = t.get("name")
-            out[f"{kind}_tokens_per_s"] = t.get("tokens_per_s_mean")
-            out[f"{kind}_tokens_per_s_sd"] = t.get("tokens_per_s_sd")
-            out["speed_repetitions"] = t.get("repetitions")
+            out[f"{kind}_test"] = t.name
+            out[f"{kind}_tokens_per_s"] = t.tokens_per_s_mean
+            out[f"{kind}_tokens_per_s_sd"] = t.tokens_per_s_sd
+            out["speed_repetitions"] = t.repetitions
     return out
 
 
 def _is_responses(r: Run) -> bool:
-    return bool((r.data.get("kld") or {}).get("responses"))
+    return bool(r.result.kld and r.result.kld.responses)
 
 
 def _kld_responses_block(runs: list[Run]) -> dict[str, Any]:
@@ -244,72 +235,74 @@ def _kld_responses_block(runs: list[Run]) -> dict[str, Any]:
     klds = [r for r in runs if _is_responses(r)]
     if not klds:
         return {}
-    k = klds[0].data["kld"]
-    resp = k["responses"]
+    k = klds[0].result.kld
+    assert k is not None and k.responses is not None
+    resp = k.responses
     overall = dict(
-        kld_resp_task=resp.get("task"),
-        kld_resp_reference=k.get("reference"),
-        kld_resp_mean=k.get("kld_mean"),
-        kld_resp_se=k.get("kld_se_clustered"),
-        kld_resp_p99=k.get("kld_p99"),
-        kld_resp_same_top_pct=k.get("same_top_pct"),
-        kld_resp_n_scored=k.get("n_scored"),
-        kld_resp_reference_sha256=k.get("reference_sha256"),
-        kld_resp_corpus_sha256=k.get("corpus_sha256"),
+        kld_resp_task=resp.task,
+        kld_resp_reference=k.reference,
+        kld_resp_mean=k.kld_mean,
+        kld_resp_se=k.kld_se_clustered,
+        kld_resp_p99=k.kld_p99,
+        kld_resp_same_top_pct=k.same_top_pct,
+        kld_resp_n_scored=k.n_scored,
+        kld_resp_reference_sha256=k.reference_sha256,
+        kld_resp_corpus_sha256=k.corpus_sha256,
     )
-    for c in resp.get("categories") or []:
-        overall[f"kld_resp_cat_{_slug(c.get('category'))}"] = _float(c.get("kld_mean"))
+    for c in resp.categories:
+        overall[f"kld_resp_cat_{_slug(c.category)}"] = _float(c.kld_mean)
     return overall
 
 
 def _kld_block(runs: list[Run]) -> dict[str, Any]:
-    klds = [r for r in runs if r.data.get("kld") and not _is_responses(r)]
+    klds = [r for r in runs if r.result.kld and not _is_responses(r)]
     if not klds:
         return {}
-    k = klds[0].data["kld"]
+    k = klds[0].result.kld
+    assert k is not None
     return {
-        "kld_reference": k.get("reference"),
-        "kld_mean": k.get("kld_mean"),
-        "kld_se": k.get("kld_se"),
-        "kld_median": k.get("kld_median"),
-        "kld_p99": k.get("kld_p99"),
-        "kld_max": k.get("kld_max"),
-        "same_top_pct": k.get("same_top_pct"),
-        "ppl_ratio": k.get("ppl_ratio"),
-        "kld_n_scored": k.get("n_scored"),
-        "kld_corpus": k.get("corpus"),
-        "kld_reference_sha256": k.get("reference_sha256"),
-        "kld_corpus_sha256": k.get("corpus_sha256"),
+        "kld_reference": k.reference,
+        "kld_mean": k.kld_mean,
+        "kld_se": k.kld_se,
+        "kld_median": k.kld_median,
+        "kld_p99": k.kld_p99,
+        "kld_max": k.kld_max,
+        "same_top_pct": k.same_top_pct,
+        "ppl_ratio": k.ppl_ratio,
+        "kld_n_scored": k.n_scored,
+        "kld_corpus": k.corpus,
+        "kld_reference_sha256": k.reference_sha256,
+        "kld_corpus_sha256": k.corpus_sha256,
     }
 
 
 def _ppl_block(runs: list[Run]) -> dict[str, Any]:
     for r in runs:
-        p = r.data.get("perplexity")
-        if p and p.get("ppl") is not None:
-            return {"ppl": p["ppl"], "ppl_se": p.get("ppl_se"), "ppl_source": "perplexity", "ppl_corpus": p.get("corpus")}
+        p = r.result.perplexity
+        if p is not None:
+            return {"ppl": p.ppl, "ppl_se": p.ppl_se, "ppl_source": "perplexity", "ppl_corpus": p.corpus}
     for r in runs:
-        k = r.data.get("kld")
-        if k and k.get("ppl") is not None and not _is_responses(r):
-            return {"ppl": k["ppl"], "ppl_se": k.get("ppl_se"), "ppl_source": "kld", "ppl_corpus": k.get("corpus")}
+        k = r.result.kld
+        if k is not None and not _is_responses(r):
+            return {"ppl": k.ppl, "ppl_se": k.ppl_se, "ppl_source": "kld", "ppl_corpus": k.corpus}
     return {}
 
 
 def _bench_block(runs: list[Run]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for r in runs:
-        lm = r.data.get("lm_eval") or {}
-        flips = lm.get("flips") or {}
-        for task, t in sorted((lm.get("tasks") or {}).items()):
-            if not isinstance(t, dict):
-                continue
+        lm = r.result.lm_eval
+        if lm is None:
+            continue
+        flips = lm.flips or {}
+        for task, t in sorted(lm.tasks.items()):
             base = f"bench_{_slug(task)}"
-            metric = _slug(t.get("metric") or "score")
-            out[f"{base}_{metric}"] = _float(t.get("value"))
-            out[f"{base}_stderr"] = _float(t.get("stderr"))
-            out[f"{base}_n"] = t.get("n")
+            metric = _slug(t.metric or "score")
+            out[f"{base}_{metric}"] = _float(t.value)
+            out[f"{base}_stderr"] = _float(t.stderr)
+            out[f"{base}_n"] = t.n
             f = flips.get(task)
-            out[f"{base}_flips"] = f.get("n_flips") if isinstance(f, dict) else None
+            out[f"{base}_flips"] = f.n_flips if f is not None else None
     return out
 
 
