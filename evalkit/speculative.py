@@ -81,15 +81,22 @@ def _draft_model(spec: RunResult) -> str | None:
     return spec.backend.settings.get("draft_model") or spec.config.get("backend", {}).get("draft_model")
 
 
+def geomean_intervals(logs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """95% intervals of geometric means of per-sample ratios, one per row of `logs` (log ratios,
+    pairs along the last axis): a paired t interval on the logs. A percentile bootstrap of the same
+    mean covered only ~80% at 4 pairs and ~91% at 14 (tests/runners/test_speedup_interval.py
+    simulates the sizes evalkit prints)."""
+    n = logs.shape[-1]
+    test = log_ratio_test(logs.mean(axis=-1), logs.std(axis=-1, ddof=1) / math.sqrt(n), n - 1)
+    return test.lo, test.hi
+
+
 def geomean_interval(logs: np.ndarray) -> tuple[float, float] | None:
-    """95% interval of the geometric mean of per-sample ratios: a paired t interval on their logs,
-    none below MIN_N pairs. A percentile bootstrap of the same mean covered only ~80% at 4 pairs
-    and ~91% at 14 (tests/runners/test_speedup_interval.py simulates the sizes evalkit prints)."""
-    n = len(logs)
-    if n < MIN_N:
+    """The printed speedup interval; none below MIN_N pairs."""
+    if len(logs) < MIN_N:
         return None
-    test = log_ratio_test(float(logs.mean()), float(np.std(logs, ddof=1)) / math.sqrt(n), n - 1)
-    return float(test.lo), float(test.hi)
+    lo, hi = geomean_intervals(np.asarray(logs, float))
+    return float(lo), float(hi)
 
 
 def summarize(
