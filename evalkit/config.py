@@ -143,6 +143,12 @@ class OpenAIBackendConfig(Strict):
     # Local tokenizer (a conf/model name) for tasks that need token ids; None: server-side only.
     tokenizer_model: str | None = None
 
+    def api_key(self) -> str | None:
+        """The key, read from the environment variable api_key_env now (None: unset or empty)."""
+        import os
+
+        return os.environ.get(self.api_key_env) or None
+
     @field_validator("base_url")
     @classmethod
     def _no_credentials_in_url(cls, v: str) -> str:
