@@ -18,6 +18,7 @@ from evalkit.speculative import geomean_interval
 REPS = 4000
 
 
+@pytest.mark.slow  # 40,000 simulated runs: 15-40 s each on 2 cores, no model
 @pytest.mark.parametrize("n", [3, 4, 14, 28, 56])
 @pytest.mark.parametrize("shape", ["normal", "skewed"])
 def test_interval_coverage(n, shape):
