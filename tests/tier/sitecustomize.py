@@ -48,7 +48,8 @@ def _patch(llama_cpp) -> None:
                 continue
 
             def guarded(*args, _fn=fn, _name=name, **kwargs):
-                if os.environ.get(ENV):
+                params = args[1] if len(args) > 1 else kwargs.get("params")
+                if os.environ.get(ENV) and not getattr(params, "vocab_only", False):
                     _refuse(f"llama_cpp.{_name}")
                 return _fn(*args, **kwargs)
 
