@@ -172,9 +172,13 @@ def _preflight_task(run_cfg, seen: set[str]) -> None:
 
 
 def register_resolvers() -> None:
+    """What composing conf/ needs first: the run-dir resolver and the schemas' default nodes."""
     from omegaconf import OmegaConf
 
+    from evalkit.config import register_hydra_defaults
     from evalkit.rundir import run_dir_resolver
+
+    register_hydra_defaults()
 
     if not OmegaConf.has_resolver("evalkit_run_dir"):
         OmegaConf.register_new_resolver("evalkit_run_dir", run_dir_resolver)

@@ -143,6 +143,12 @@ class OpenAIBackendConfig(Strict):
     # Local tokenizer (a conf/model name) for tasks that need token ids; None: server-side only.
     tokenizer_model: str | None = None
 
+    def api_key(self) -> str | None:
+        """The key, read from the environment variable api_key_env now (None: unset or empty)."""
+        import os
+
+        return os.environ.get(self.api_key_env) or None
+
     @field_validator("base_url")
     @classmethod
     def _no_credentials_in_url(cls, v: str) -> str:
@@ -209,8 +215,9 @@ class GenerationTaskConfig(TaskBase):
     kind: Literal["generation"] = "generation"
     file: str  # a name under tasks/ ("stress") or a path to a YAML file
     samples: int = Field(1, ge=1)
-    # Overrides on top of the task file's own sampling block (null: keep the file's value).
-    sampling: dict[str, Any] = Field(default_factory=dict)
+    # Overrides on top of the task file's own sampling block (null: keep the file's value). Every
+    # key is present, so `task.sampling.max_tokens=16` needs no `+`.
+    sampling: dict[str, Any] = Field(default_factory=lambda: dict.fromkeys(SamplingConfig.model_fields))
     prompts: list[str] | None = None  # restrict to these prompt ids
     system_prompt: str | None = None
 
@@ -286,7 +293,7 @@ class LmEvalTaskConfig(TaskBase):
     system_instruction: str | None = None
     # Generation: greedy by default, under each task file's own kwargs; a value set here
     # overrides the task files (like lm-eval's --gen_kwargs). Null: keep the default.
-    sampling: dict[str, Any] = Field(default_factory=dict)
+    sampling: dict[str, Any] = Field(default_factory=lambda: dict.fromkeys(SamplingConfig.model_fields))
     gen_max_tokens: int = Field(256, ge=1)  # when a task sets no max_gen_toks
     bootstrap_iters: int = Field(10000, ge=0)  # for metrics without a closed-form stderr
     seed: int = Field(0, ge=0)  # lm-eval's random/numpy/few-shot seeds
@@ -371,3 +378,53 @@ def _is_union_tag(part: Any) -> bool:
         "speed",
         "lm_eval",
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Hydra: these schemas' defaults are the base every conf/ YAML starts from
+# --------------------------------------------------------------------------------------------
+
+# Hydra group -> {option type: schema}; conf/<group>/<name>.yaml starts with `- base_<group>_<type>`.
+HYDRA_BASES: dict[str, dict[str, type[Strict]]] = {
+    "backend": {
+        "llama_cpp": LlamaCppBackendConfig,
+        "openai": OpenAIBackendConfig,
+        "llama_server": LlamaServerBackendConfig,
+    },
+    "task": {
+        "generation": GenerationTaskConfig,
+        "perplexity": PerplexityTaskConfig,
+        "kld": KldTaskConfig,
+        "speed": SpeedTaskConfig,
+        "lm_eval": LmEvalTaskConfig,
+    },
+}
+# Per-task text, not a setting: a task YAML that has one says it. (The composed config's keys feed
+# the run directory's hash, so the base adds no key a YAML did not already have.)
+_NOT_IN_BASE = {"description"}
+
+
+def hydra_base(schema: type[Strict]) -> dict[str, Any]:
+    """A schema's defaults as plain data, its tag first; required fields stay out (pydantic names
+    them when a YAML forgets one)."""
+    fields = {n: f for n, f in schema.model_fields.items() if not f.is_required() and n not in _NOT_IN_BASE}
+    tag = next((n for n in ("kind", "type") if n in fields), None)
+    order = ([tag] if tag else []) + [n for n in fields if n != tag]
+    return {n: _plain(fields[n].get_default(call_default_factory=True)) for n in order}
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump() if isinstance(value, BaseModel) else value
+
+
+def register_hydra_defaults() -> None:
+    """Store every `base_<group>_<type>` node in Hydra's ConfigStore, before any composition.
+
+    Plain (untyped) nodes: pydantic, not OmegaConf, validates, so errors stay one named line.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group, schemas in HYDRA_BASES.items():
+        for type_, schema in schemas.items():
+            store.store(group=group, name=f"base_{group}_{type_}", node=hydra_base(schema))

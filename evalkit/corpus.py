@@ -32,10 +32,6 @@ class Corpus(BaseModel):
     n_chars: int
     text: str
 
-    def summary(self) -> dict[str, object]:
-        return {"name": self.name, "description": self.description, "sha256": self.sha256,
-                "n_chars": self.n_chars}
-
 
 def responses_task(spec: str) -> str | None:
     """The task named by `responses:<task>` (stress, constraints, a task file), else None."""

@@ -21,9 +21,3 @@ class TaskError(EvalkitError):
 
 class BackendError(EvalkitError):
     """The backend cannot do what was asked (unreachable server, unsupported feature)."""
-
-
-class Interrupted(EvalkitError):
-    """Ctrl-C or SIGTERM: what finished is saved; re-running the same command resumes."""
-
-    exit_code = 130

@@ -42,7 +42,7 @@ class MemoryWatch:
     """Baseline at construction (before loading), peak on demand."""
 
     def __init__(self) -> None:
-        self.resettable = reset_peak()
+        reset_peak()  # where the kernel allows it, peak() then counts from here
         self.baseline = current_rss()
 
     def peak(self) -> int:

@@ -169,9 +169,9 @@ class Stat(BaseModel):
         xs = [float(v) for v in values if v is not None]
         if not xs:
             return cls()
-        mean = sum(xs) / len(xs)
-        sd = (sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
-        return cls(mean=mean, sd=sd, n=len(xs))
+        from evalkit.metrics.moments import mean, sample_sd
+
+        return cls(mean=mean(xs), sd=sample_sd(xs), n=len(xs))
 
 
 class CheckRate(BaseModel):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,3 +125,55 @@ def openai_server_handle(smollm2_path, tmp_path_factory):
 def openai_server(openai_server_handle) -> str:
     """Base URL (http://127.0.0.1:<port>/v1) of the session's real OpenAI-compatible server."""
     return openai_server_handle.base_url
+
+
+# --------------------------------------------------------------------------------------------
+# Test tiers. `pytest -m "not slow"` is the fast tier: pure logic and the fake backend, no model.
+# A test not marked slow that loads a model (in this process or in a process it starts) fails
+# with "mark it slow": tests/tier/sitecustomize.py does the refusing.
+# --------------------------------------------------------------------------------------------
+
+_TIER_DIR = Path(__file__).resolve().parent / "tier"
+_tier_spec = importlib.util.spec_from_file_location("evalkit_test_tier_guard", _TIER_DIR / "sitecustomize.py")
+tier_guard = importlib.util.module_from_spec(_tier_spec)  # type: ignore[arg-type]
+_tier_spec.loader.exec_module(tier_guard)  # type: ignore[union-attr]
+tier_guard.install()  # inert unless EVALKIT_FAST_TIER is set (below, per test)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+    keys = (tier_guard.ENV, tier_guard.LOG_ENV, "PYTHONPATH")
+    saved = {k: os.environ.get(k) for k in keys}
+    fd, log = tempfile.mkstemp(prefix="evalkit-tier-", suffix=".log")
+    os.close(fd)
+    os.environ[tier_guard.ENV] = item.nodeid
+    os.environ[tier_guard.LOG_ENV] = log
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_TIER_DIR), saved["PYTHONPATH"]) if p)
+    item.stash[_TIER_LOG] = log
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        os.unlink(log)
+
+
+_TIER_LOG = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    log = item.stash.get(_TIER_LOG, None)
+    if log and report.when == "call" and os.path.exists(log):
+        said = Path(log).read_text().strip()
+        if said:
+            report.outcome = "failed"
+            report.longrepr = f"{said.splitlines()[0]} [{item.nodeid}]"

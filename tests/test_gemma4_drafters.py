@@ -55,6 +55,7 @@ def test_the_drafter_is_picked_by_its_own_name():
     assert _pick(LISTING, "MTP/mtp-gemma-4-12b-it-Q8_0.gguf") == ["MTP/mtp-gemma-4-12b-it-Q8_0.gguf"]
 
 
+@pytest.mark.slow
 def test_offline_mtp_names_the_drafters_repo_and_file(cli, tmp_path, smollm2_path):
     """The target is a local file; speculative=mtp picks the family's drafter, which is not here."""
     r = cli(

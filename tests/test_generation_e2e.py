@@ -6,6 +6,8 @@ import pytest
 
 from evalkit.records import RunResult, SampleRecord
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 QUICK = ["task=constraints", "task.prompts=[under_fifty_words,no_hedging,required_keywords]", "task.sampling.max_tokens=48"]
 
 

@@ -511,9 +511,7 @@ def _short(text: str | None, n: int = 200) -> str:
 
 
 def api_key_from_env(cfg: OpenAIBackendConfig) -> str | None:
-    import os
-
-    return os.environ.get(cfg.api_key_env) or None
+    return cfg.api_key()
 
 
 def remote_model_record(run_cfg, backend: OpenAIBackend):

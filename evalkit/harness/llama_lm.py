@@ -10,7 +10,6 @@ common prefix (removed past the divergence point with seq_rm) instead of decodin
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -22,6 +21,7 @@ from lm_eval.models.utils import handle_stop_sequences
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from evalkit.config import SamplingConfig
+from evalkit.seeds import derive_seed
 
 if TYPE_CHECKING:
     from evalkit.backends.llama_cpp import LlamaCppBackend
@@ -305,7 +305,7 @@ class LlamaCppLM(TemplateLM):
             if len(prompt) > room:
                 prompt = prompt[-room:]
                 self.stats.truncated_requests += 1
-            seed = _seed(sampling.seed, context)
+            seed = derive_seed(sampling.seed, context)
             gen = self.b.generate_tokens(prompt, sampling, seed)
             self._kv = []  # generation starts from a cleared cache and leaves its own tokens
             self.stats.generate_requests += 1
@@ -318,11 +318,6 @@ class LlamaCppLM(TemplateLM):
 
     def get_model_info(self) -> dict[str, Any]:
         return {"model_sha256": self.model_id, "backend": "llama.cpp (evalkit-llama)"}
-
-
-def _seed(base: int, context: str) -> int:
-    digest = hashlib.sha256(f"{base}:{context}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def _raise(message: str):

@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from evalkit.metrics.moments import sample_sd
 from evalkit.records import ITEMS_FILE, FlipStats, LmEvalItem, RunResult, read_items, write_items  # noqa: F401 (re-exported)
 
 Key = tuple[str, int, str]
@@ -40,7 +41,7 @@ def flip_stats(pairs: list[tuple[LmEvalItem, LmEvalItem]], reference: str) -> Fl
     ref_acc = sum(1 for _, r in pairs if r.correct) / n
     diffs = [int(bool(a.correct)) - int(bool(r.correct)) for a, r in pairs]
     mean = sum(diffs) / n
-    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else None
+    se = sample_sd(diffs) / math.sqrt(n) if n > 1 else None
     return FlipStats(
         n_common=n,
         n_flips=to_correct + to_incorrect,

@@ -241,8 +241,21 @@ def paired_difference_interval(n11, n10, n01, n00) -> tuple[np.ndarray, np.ndarr
     return lo, hi
 
 
+class _Interval:
+    """An interval [lo, hi] on a difference; None where there is none."""
+
+    lo: float | None
+    hi: float | None
+
+    @property
+    def covers_zero(self) -> bool | None:
+        if self.lo is None or self.hi is None:
+            return None
+        return self.lo <= 0.0 <= self.hi
+
+
 @dataclass
-class PairedRate:
+class PairedRate(_Interval):
     """Pass-rate difference A - B over paired outcomes (same prompt and seed)."""
 
     n: int
@@ -256,12 +269,6 @@ class PairedRate:
     mcnemar_p: float | None = None
     mde: float | None = None  # pass-rate points (0..1) detectable at 80% power
     note: str | None = None
-
-    @property
-    def covers_zero(self) -> bool | None:
-        if self.lo is None or self.hi is None:
-            return None
-        return self.lo <= 0.0 <= self.hi
 
 
 def paired_rate(pairs: list[tuple[bool, bool]]) -> PairedRate:
@@ -289,7 +296,7 @@ def paired_rate(pairs: list[tuple[bool, bool]]) -> PairedRate:
 
 
 @dataclass
-class ClusteredDiff:
+class ClusteredDiff(_Interval):
     n_tokens: int
     n_chunks: int
     mean_a: float
@@ -301,12 +308,6 @@ class ClusteredDiff:
     p: float | None = None
     mde: float | None = None
     note: str | None = None
-
-    @property
-    def covers_zero(self) -> bool | None:
-        if self.lo is None or self.hi is None:
-            return None
-        return self.lo <= 0.0 <= self.hi
 
 
 def clustered_difference(a: np.ndarray, b: np.ndarray, chunk: np.ndarray) -> ClusteredDiff:

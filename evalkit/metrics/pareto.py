@@ -43,11 +43,3 @@ def pareto_flags(
             continue
         flags.append(not any(q is not None and j != i and dominates(q, p) for j, q in enumerate(pts)))
     return flags
-
-
-def frontier_line(
-    x: Sequence[float | None], y: Sequence[float | None], flags: Sequence[bool | None]
-) -> list[tuple[float, float]]:
-    """The frontier points sorted by x, ready to draw as a step-free line."""
-    pts = [(float(a), float(b)) for a, b, f in zip(x, y, flags) if f]
-    return sorted(pts)

@@ -19,10 +19,6 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def gib(n: int | None) -> str:
-    return "-" if n is None else f"{n / 2**30:.2f} GiB"
-
-
 def mib(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:.0f} MiB"
 

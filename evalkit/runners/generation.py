@@ -8,7 +8,6 @@ failed and the run goes on, unless failures come in a row (the server is gone), 
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -22,6 +21,7 @@ from evalkit.config import SamplingConfig
 from evalkit.metrics.generation import summarize
 from evalkit.records import CheckOutcome, RunResult, SampleRecord, SampleStore, now_iso, stable_hash
 from evalkit.report.tables import print_generation
+from evalkit.seeds import derive_seed
 from evalkit.suite import Prompt, Suite, load_suite
 
 # Consecutive failed samples after which the backend is taken to be down.
@@ -30,8 +30,7 @@ MAX_CONSECUTIVE_FAILURES = 4
 
 def sample_seed(base: int, prompt_id: str, index: int) -> int:
     """A distinct, reproducible seed per (prompt, sample index)."""
-    digest = hashlib.sha256(f"{base}:{prompt_id}:{index}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+    return derive_seed(base, prompt_id, index)
 
 
 @dataclass

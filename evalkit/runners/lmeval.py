@@ -242,9 +242,7 @@ def _build_remote(ctx, sampling) -> _Built:
     cfg, task = ctx.cfg, ctx.cfg.task
     bcfg = cfg.backend
     backend = ctx.backend
-    import os
-
-    api_key = os.environ.get(bcfg.api_key_env) or None
+    api_key = bcfg.api_key()
     base_url = getattr(backend, "base_url", bcfg.base_url)
     model = getattr(backend, "request_model", bcfg.model)
     common = dict(

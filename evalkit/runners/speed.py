@@ -14,7 +14,6 @@ can be set beside its own:
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evalkit.errors import ConfigError
+from evalkit.metrics.moments import mean, sample_sd
 from evalkit.records import RunResult, SpeedSummary, SpeedTest
 
 
@@ -145,25 +145,13 @@ def summarize_test(test: BenchTest, samples_ns: list[int]) -> SpeedTest:
         n_gen=test.n_gen,
         depth=test.depth,
         repetitions=len(samples_ns),
-        tokens_per_s_mean=_mean(ts),
-        tokens_per_s_sd=_sd(ts),
+        tokens_per_s_mean=mean(ts),
+        tokens_per_s_sd=sample_sd(ts),
         samples_tokens_per_s=ts,
         samples_ns=samples_ns,
-        avg_ns=_mean(samples_ns),
-        stdev_ns=_sd(samples_ns),
+        avg_ns=mean(samples_ns),
+        stdev_ns=sample_sd(samples_ns),
     )
-
-
-def _mean(xs) -> float:
-    return sum(xs) / len(xs)
-
-
-def _sd(xs) -> float:
-    """Sample standard deviation, as llama-bench's stdev (0 for a single value)."""
-    if len(xs) < 2:
-        return 0.0
-    m = _mean(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def run(ctx) -> RunResult:

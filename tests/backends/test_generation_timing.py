@@ -14,6 +14,8 @@ from evalkit.backends.llama_cpp import LlamaCppBackend, ModelDrafter
 from evalkit.config import LlamaCppBackendConfig, SamplingConfig
 from evalkit.runners.speed import Bench, BenchTest
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 PROMPT = [{"role": "user", "content": "Describe, in a few sentences, how a kettle boils water."}]
 
 

@@ -24,6 +24,7 @@ def test_flavour_from_what_llama_cpp_prints(text, flavour):
     assert flavour_from_names(text) == flavour
 
 
+@pytest.mark.slow
 def test_the_in_process_backend_records_its_build(smollm2_path):
     backend = LlamaCppBackend(LlamaCppBackendConfig(n_ctx=256, n_threads=1), str(smollm2_path))
     try:

@@ -6,6 +6,8 @@ from evalkit.backends.base import GenerationRequest
 from evalkit.backends.llama_cpp import LlamaCppBackend, PromptLookupDrafter
 from evalkit.config import LlamaCppBackendConfig, SamplingConfig
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 MSG = [{"role": "user", "content": "Repeat after me exactly: one two three four five six seven eight nine ten, one two three four five six seven eight nine ten."}]
 
 

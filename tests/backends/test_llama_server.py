@@ -17,6 +17,8 @@ from servers import find_llama_server, free_port, port_open
 from conftest import assert_one_line_error, requires_llama_server
 from evalkit.records import RunResult, SampleRecord
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 BINARY = find_llama_server()
 
 

@@ -20,6 +20,8 @@ from evalkit.backends.llama_server import server_help, spec_types, speculative_a
 from evalkit.errors import BackendError
 from evalkit.records import RunResult, SampleRecord
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 BINARY = find_llama_server()
 
 CURRENT = """

@@ -62,6 +62,7 @@ def remote_run(openai_server, tmp_path_factory):
     return one_run_dir(cwd), proc
 
 
+@pytest.mark.slow
 def test_remote_records_have_the_local_schema_and_plausible_values(remote_run):
     run_dir, proc = remote_run
     result = RunResult.model_validate_json((run_dir / "results.json").read_text())
@@ -90,6 +91,7 @@ def test_remote_records_have_the_local_schema_and_plausible_values(remote_run):
     assert "under_fifty_words" in proc.stdout  # the same table as a local run
 
 
+@pytest.mark.slow
 def test_remote_outputs_equal_local_outputs_for_the_same_seeds(remote_run, smollm2_path):
     """Same seed, same sampling -> the server and the in-process backend write the same text.
 
@@ -130,6 +132,7 @@ def test_unreachable_server_is_one_line_error_after_retries(cli):
     assert time.monotonic() - t0 < 60
 
 
+@pytest.mark.slow
 def test_retries_cover_500_429_stalls_drops_and_cut_streams(openai_server_handle, cli):
     faults = ["500", "429", "stall", "drop", "cut", "503"]
     with FaultProxy(openai_server_handle.port, actions=list(faults), stall_s=20) as proxy:
@@ -148,6 +151,7 @@ def test_retries_cover_500_429_stalls_drops_and_cut_streams(openai_server_handle
     assert result["backend"]["extra"]["retries"] >= len(faults)
 
 
+@pytest.mark.slow
 def test_a_sample_that_keeps_failing_is_recorded_and_a_rerun_completes_it(openai_server_handle, cli, tmp_path):
     args = ["task.prompts=[under_fifty_words,one_sentence]", "task.sampling.max_tokens=8", *FAST]
     with FaultProxy(openai_server_handle.port, actions=["500", "500"]) as proxy:
@@ -167,6 +171,7 @@ def test_a_sample_that_keeps_failing_is_recorded_and_a_rerun_completes_it(openai
     assert result["generation"]["n_failed"] == 0
 
 
+@pytest.mark.slow
 def test_server_killed_mid_run_keeps_finished_samples_and_rerun_completes(smollm2_path, tmp_path):
     port = free_port()
     server = start_llama_cpp_server(smollm2_path, tmp_path, port=port)
@@ -201,6 +206,7 @@ def test_server_killed_mid_run_keeps_finished_samples_and_rerun_completes(smollm
     assert json.loads((samples_path.parent / "results.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_sigterm_with_concurrency_flushes_finished_samples(openai_server_handle, tmp_path):
     """SIGTERM while three requests wait on a server that never answers: out at once, nothing lost.
 
@@ -238,6 +244,7 @@ def test_sigterm_with_concurrency_flushes_finished_samples(openai_server_handle,
 # ------------------------------------------------------------------ load
 
 
+@pytest.mark.slow
 def test_concurrency_8_over_48_requests_loses_and_duplicates_nothing(openai_server_handle, cli):
     with FaultProxy(openai_server_handle.port) as proxy:
         res = cli(*remote(proxy.base_url, TWELVE, "task.samples=4", "task.sampling.max_tokens=2", "backend.concurrency=8",
@@ -268,6 +275,7 @@ def keyed_server(smollm2_path, tmp_path_factory):
     server.stop()
 
 
+@pytest.mark.slow
 def test_api_key_is_used_but_never_written(keyed_server, cli, tmp_path):
     # OPENAI_LOG=debug turns on the client's own request logging: the worst case for a leak.
     env = {"MY_KEY": SECRET, "OPENAI_LOG": "debug"}

@@ -12,6 +12,8 @@ from evalkit.backends.llama_cpp import LlamaCppBackend
 from evalkit.config import LlamaCppBackendConfig
 from evalkit.harness.llama_lm import LlamaCppLM
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 CONTEXT = "The capital of France is"
 CHOICES = [" Paris", " London", " Berlin, the capital of Germany"]
 

@@ -13,6 +13,8 @@ from conftest import assert_one_line_error, requires_llama_server
 
 from evalkit.harness.remote import ABS_TOL, REL_TOL
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 
 def remote(url, *extra, limit=2):
     return [

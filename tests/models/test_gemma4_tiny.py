@@ -59,6 +59,7 @@ def test_bad_synthetic_configs():
         resolve_model(ModelConfig(name="x", source="synthetic", synthetic="nope"))
 
 
+@pytest.mark.slow
 def test_kld_and_speed_tasks_run_on_it(cli):
     """The stand-in goes through the quantization ladder (q8_0 against its f16) and llama-bench's tests."""
     common = ["model=gemma4_tiny", "backend.n_threads=1", "progress=false"]

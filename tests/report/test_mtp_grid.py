@@ -34,6 +34,7 @@ def outputs(tmp_path_factory):
     return cwd / "outputs"
 
 
+@pytest.mark.slow
 def test_grid_rows_from_one_sweep(outputs):
     rows = grid_rows(load_runs([outputs]).runs)
     assert len(rows) == 4 and len({r.group for r in rows}) == 1
@@ -55,6 +56,7 @@ def test_grid_rows_from_one_sweep(outputs):
             assert by[(v, "mtp")].pass_strict == by[(v, "none")].pass_strict
 
 
+@pytest.mark.slow
 def test_leaderboard_prints_the_grid(outputs):
     proc = subprocess.run(
         [sys.executable, "-m", "evalkit.leaderboard", str(outputs)], capture_output=True, text=True, timeout=300
@@ -63,6 +65,7 @@ def test_leaderboard_prints_the_grid(outputs):
     assert "MTP / QAT grid" in proc.stdout and "speedup vs plain" in proc.stdout
 
 
+@pytest.mark.slow
 def test_report_has_the_grid_as_a_matrix(outputs, tmp_path):
     page = tmp_path / "report.html"
     proc = subprocess.run(

@@ -9,6 +9,8 @@ import pytest
 from evalkit.metrics.kld import KLD_QUANTILE_LEVELS
 from evalkit.records import RunResult, SampleRecord
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 
 @pytest.fixture(scope="module")
 def real_tree(tmp_path_factory):

@@ -16,6 +16,8 @@ from evalkit.config import KldTaskConfig, LlamaCppBackendConfig, PerplexityTaskC
 from evalkit.models import load_model_config, resolve_model
 from evalkit.run import execute
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 N_CTX, CHUNKS = 128, 2
 LADDER = ("f16", "q8_0", "q4_k_m", "q2_k")
 

@@ -16,6 +16,8 @@ import pytest
 from evalkit.metrics.flips import compute_flips, read_items
 from evalkit.records import RunResult
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 LIMIT = 3
 TASKS = ["evalkit_arith_mc", "evalkit_units_mc", "evalkit_facts_mc", "evalkit_reading_mc", "evalkit_arith_gen"]
 COMMON = ["model=smollm2_135m", "task=benchmarks", f"task.limit={LIMIT}", "task.reference=q8_0",

@@ -15,6 +15,8 @@ import pytest
 
 from evalkit.records import RunResult
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 SWEEP = [
     "-m",
     "model=smollm2_135m",

@@ -17,6 +17,8 @@ from evalkit.errors import BackendError
 from evalkit.models.synthetic import Gemma4TinySpec, build_gemma4_tiny
 from evalkit.records import RunResult, SampleRecord
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 N_CTX = 1024
 PROMPTS = [
     "Hello there, how are you?",

@@ -12,6 +12,8 @@ import pytest
 from evalkit.records import RunResult, SampleRecord
 from evalkit.speculative import main as speculative_main
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 SWEEP = [
     "-m",
     "model=smollm2_135m",

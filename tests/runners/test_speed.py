@@ -46,6 +46,7 @@ def speed_run(speed_cwd):
     return RunResult.model_validate_json(path.read_text()), proc
 
 
+@pytest.mark.slow
 def test_every_test_has_positive_finite_samples(speed_run):
     result, _ = speed_run
     s = result.speed
@@ -64,6 +65,7 @@ def test_every_test_has_positive_finite_samples(speed_run):
     assert by_name["tg8 @ d16"].depth == 16 and by_name["tg8"].depth == 0
 
 
+@pytest.mark.slow
 def test_settings_that_change_speed_are_recorded(speed_run):
     result, _ = speed_run
     s = result.speed
@@ -79,6 +81,7 @@ def test_settings_that_change_speed_are_recorded(speed_run):
     assert "Q4_1" in s.model_desc
 
 
+@pytest.mark.slow
 def test_memory_fields_are_numbers_on_cpu(speed_run):
     result, _ = speed_run
     m = result.memory
@@ -93,6 +96,7 @@ def test_memory_fields_are_numbers_on_cpu(speed_run):
     assert m.gpu_memory_used_bytes is None  # present, null, on a CPU run
 
 
+@pytest.mark.slow
 def test_prints_a_llama_bench_table(speed_run):
     _, proc = speed_run
     header = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| model"))
@@ -113,6 +117,7 @@ def test_bad_pg_is_one_line(cli):
 
 
 
+@pytest.mark.slow
 def test_a_completed_run_is_shown_not_measured_again(speed_run, speed_cwd):
     """A re-run sweep only does what is missing; rerun=true measures again."""
     import subprocess

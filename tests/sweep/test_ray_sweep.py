@@ -12,6 +12,8 @@ import sys
 import polars as pl
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 
 @pytest.mark.slow
 def test_a_two_job_sweep_runs_on_a_local_ray_instance(tmp_path):

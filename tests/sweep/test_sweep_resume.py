@@ -18,6 +18,8 @@ import pytest
 
 from conftest import CliResult
 
+pytestmark = pytest.mark.slow  # every test here runs a real model
+
 PROMPTS = "task.prompts=[under_fifty_words,no_hedging,one_sentence]"
 SWEEP = [
     "-m", "model=smollm2_135m", "model.quant=q8_0,q4_0", "task=constraints", PROMPTS,
