@@ -51,7 +51,7 @@ def backend_overrides(cfg) -> dict[str, int]:
     """A corpus is cut into task.n_ctx chunks; a prompt + answer needs the backend's own context."""
     from evalkit.scoring import backend_overrides as corpus_overrides
 
-    overrides = corpus_overrides(cfg)  # refuses a backend without logits, in one line
+    overrides = corpus_overrides(cfg)
     return {} if responses_task(cfg.task.corpus) is not None else overrides
 
 
@@ -136,8 +136,7 @@ def _check_vocab(cand, ref) -> None:
 
 def _build_reference(ctx, ref, cand, corpus: Corpus, key: CacheKey, path: Path, label: str) -> RefCache:
     """Run the reference over the corpus and write its compact distributions to the cache."""
-    from evalkit.backends import open_backend
-    from evalkit.backends.llama_cpp import LlamaCppBackend
+    from evalkit.backends import open_backend, open_model_file
 
     overrides = backend_overrides(ctx.cfg)
     same_file = ref.sha256 == cand.sha256
@@ -146,7 +145,7 @@ def _build_reference(ctx, ref, cand, corpus: Corpus, key: CacheKey, path: Path, 
     else:
         ctx.backend.close()  # one model in memory at a time
         bcfg = ctx.cfg.backend.model_copy(update={"speculative": "none"})
-        backend = LlamaCppBackend(bcfg, str(ref.path), **overrides)
+        backend = open_model_file(bcfg, str(ref.path), **overrides)
     try:
         cache = _reference_pass(ctx, backend, corpus, key, path, label)
     finally:
@@ -301,3 +300,30 @@ def show(result: RunResult, console, out_dir: Path) -> None:
         show_responses(result, console, out_dir)
         return
     print_kld(result, console, out_dir)
+
+
+def kind_preflight(run_cfg: RunConfig, seen: set[str]) -> None:
+    """A named reference model config exists; a responses:<task> corpus names a task that loads."""
+    from evalkit.models import load_model_config
+
+    reference = run_cfg.task.reference
+    if reference:
+        from evalkit.models.ladder import QUANT_TYPES
+
+        if reference.lower() not in QUANT_TYPES:
+            load_model_config(reference)
+    preflight(run_cfg)
+
+
+def _register() -> None:
+    from evalkit.backends.base import Capability
+    from evalkit.config import KldTaskConfig
+    from evalkit.kinds import TaskKind, register
+
+    register(TaskKind(
+        name="kld", config=KldTaskConfig, run=run, show=show, requires=frozenset({Capability.TOKEN_ACCESS}),
+        backend_overrides=backend_overrides, preflight=kind_preflight,
+    ))
+
+
+_register()
