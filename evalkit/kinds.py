@@ -72,8 +72,23 @@ def kinds() -> dict[str, TaskKind]:
     return dict(_KINDS)
 
 
+def _load_one(name: str) -> None:
+    """The module named like the kind ("lm_eval": lm_eval or lmeval), when there is one: a run
+    imports only its own runner; any other layout falls back to importing them all."""
+    import importlib.util
+
+    for mod in dict.fromkeys((name, name.replace("_", ""))):
+        full = f"evalkit.runners.{mod}"
+        if mod.isidentifier() and importlib.util.find_spec(full) is not None:
+            importlib.import_module(full)
+            return
+
+
 def get_kind(name: str) -> TaskKind:
     found = _KINDS.get(name)
+    if found is None:
+        _load_one(name)
+        found = _KINDS.get(name)
     if found is None:
         _load()
         found = _KINDS.get(name)
