@@ -12,6 +12,7 @@ task.corpus=responses:<task> scores the reference's own answers to a task's prom
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -136,23 +137,28 @@ def _check_vocab(cand, ref) -> None:
 
 def _build_reference(ctx, ref, cand, corpus: Corpus, key: CacheKey, path: Path, label: str) -> RefCache:
     """Run the reference over the corpus and write its compact distributions to the cache."""
+    with reference_backend(ctx, ref, cand) as backend:
+        return _reference_pass(ctx, backend, corpus, key, path, label)
+
+
+@contextmanager
+def reference_backend(ctx, ref, cand):
+    """The reference model, loaded with the run's settings (no drafter); one model in memory at a
+    time: the candidate is closed meanwhile and reopened after. Its own file: the open backend."""
     from evalkit.backends import open_backend, open_model_file
 
+    if ref.sha256 == cand.sha256:
+        yield ctx.backend
+        return
     overrides = backend_overrides(ctx.cfg)
-    same_file = ref.sha256 == cand.sha256
-    if same_file:
-        backend = ctx.backend
-    else:
-        ctx.backend.close()  # one model in memory at a time
-        bcfg = ctx.cfg.backend.model_copy(update={"speculative": "none"})
-        backend = open_model_file(bcfg, str(ref.path), **overrides)
+    ctx.backend.close()
+    bcfg = ctx.cfg.backend.model_copy(update={"speculative": "none"})
+    backend = open_model_file(bcfg, str(ref.path), **overrides)
     try:
-        cache = _reference_pass(ctx, backend, corpus, key, path, label)
+        yield backend
     finally:
-        if not same_file:
-            backend.close()
-            ctx.opened.backend = open_backend(ctx.cfg, **overrides).backend
-    return cache
+        backend.close()
+        ctx.opened.backend = open_backend(ctx.cfg, **overrides).backend
 
 
 def _reference_pass(ctx, backend, corpus: Corpus, key: CacheKey, path: Path, label: str) -> RefCache:

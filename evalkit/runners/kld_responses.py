@@ -98,18 +98,9 @@ def run(ctx, ref, cand, task_name: str, label: str) -> RunResult:
 
 def _build_reference(ctx, ref, cand, suite, sampling, seeds, key, path: Path, label: str) -> ResponsesCache:
     """Load the reference (unless it is the candidate's own file), answer, score, cache."""
-    from evalkit.backends import open_backend, open_model_file
-    from evalkit.runners.kld import backend_overrides
+    from evalkit.runners.kld import reference_backend
 
-    overrides = backend_overrides(ctx.cfg)
-    same_file = ref.sha256 == cand.sha256
-    if same_file:
-        backend = ctx.backend
-    else:
-        ctx.backend.close()  # one model in memory at a time
-        bcfg = ctx.cfg.backend.model_copy(update={"speculative": "none"})
-        backend = open_model_file(bcfg, str(ref.path), **overrides)
-    try:
+    with reference_backend(ctx, ref, cand) as backend:
         t0 = time.perf_counter()
         answers, seqs, firsts = [], [], []
         for p, seed in zip(suite.prompts, seeds):
@@ -151,10 +142,6 @@ def _build_reference(ctx, ref, cand, suite, sampling, seeds, key, path: Path, la
             "build_s": time.perf_counter() - t0,
         }
         return write_responses(path, header, seqs, firsts, rows)
-    finally:
-        if not same_file:
-            backend.close()
-            ctx.opened.backend = open_backend(ctx.cfg, **overrides).backend
 
 
 def generate_ids(backend, prompt: list[int], s, seed: int) -> tuple[list[int], str]:
