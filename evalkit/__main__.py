@@ -139,36 +139,22 @@ def preflight(argv: list[str]) -> None:
 
 
 def _preflight_task(run_cfg, seen: set[str]) -> None:
-    """Task files load (unknown checks fail here), named helper models exist."""
+    """The backend can do what the task kind needs; the kind's own checks; named models exist."""
+    from evalkit.kinds import check_capabilities, get_kind
     from evalkit.models import load_model_config
 
     task = run_cfg.task
+    kind = get_kind(task.kind)
+    check_capabilities(kind, task.name, run_cfg.backend.type)
     if run_cfg.model.quant:  # an unknown ladder type fails before the first job of a sweep
         from evalkit.models.ladder import normalize_quant
 
         normalize_quant(run_cfg.model.quant)
-    if task.kind == "generation" and task.file not in seen:
-        from evalkit.suite import load_suite
-
-        load_suite(task.file, task.sampling)
-        seen.add(task.file)
+    if kind.preflight is not None:
+        kind.preflight(run_cfg, seen)
     draft = getattr(run_cfg.backend, "draft_model", None)
     if draft and getattr(run_cfg.backend, "speculative", "none") == "draft":
         load_model_config(draft)
-    reference = getattr(task, "reference", None)
-    if task.kind == "kld" and reference:
-        from evalkit.models.ladder import QUANT_TYPES
-
-        if reference.lower() not in QUANT_TYPES:
-            load_model_config(reference)
-    if task.kind == "kld":
-        from evalkit.runners.kld import preflight as kld_preflight
-
-        kld_preflight(run_cfg)
-    if task.kind == "lm_eval":
-        from evalkit.runners.lmeval import preflight as lm_eval_preflight
-
-        lm_eval_preflight(run_cfg)
 
 
 def register_resolvers() -> None:

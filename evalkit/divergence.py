@@ -91,7 +91,7 @@ def replay_config(result: RunResult):
 
 class _Replay:
     def __init__(self, spec: RunResult, base: RunResult):
-        from evalkit.backends.llama_cpp import open_backend
+        from evalkit.backends import open_backend
         from evalkit.suite import load_suite
 
         self.spec_cfg, self.base_cfg = replay_config(spec), replay_config(base)

@@ -36,10 +36,9 @@ def flavour_from_names(names: str, gpu_offload: bool = False) -> str:
 
 def llama_cpp_flavour() -> str:
     """The installed llama-cpp-python's flavour, from the backends its library registered."""
-    import llama_cpp
+    from evalkit.backends.llama_native import system_info
 
-    info = llama_cpp.llama_print_system_info().decode(errors="replace")
-    return flavour_from_names(info, bool(llama_cpp.llama_supports_gpu_offload()))
+    return flavour_from_names(*system_info())
 
 
 @cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,20 +14,9 @@ import evalkit
 from evalkit.backends import OpenedBackend, open_backend
 from evalkit.config import RunConfig
 from evalkit.hardware import HardwareInfo, hardware_info
+from evalkit.kinds import TaskKind, check_capabilities, get_kind
 from evalkit.memory import MemoryWatch, gpu_memory_used_bytes
 from evalkit.records import MemoryRecord, RunResult, now_iso
-
-# Task kind -> runner module. A runner module has `run(ctx) -> RunResult` and may have
-# `backend_overrides(cfg) -> dict` (e.g. a perplexity task sets the context size) and
-# `show(result, console, out_dir)` (prints a stored result: a completed run is not measured twice).
-RUNNERS: dict[str, str] = {
-    "generation": "evalkit.runners.generation",
-    "perplexity": "evalkit.runners.perplexity",
-    "kld": "evalkit.runners.kld",
-    "speed": "evalkit.runners.speed",
-    "lm_eval": "evalkit.runners.lmeval",
-}
-
 
 @dataclass
 class RunContext:
@@ -85,16 +73,12 @@ class RunContext:
         )
 
 
-def runner_module(kind: str):
-    return importlib.import_module(RUNNERS[kind])
-
-
-def _already_complete(cfg: RunConfig, out_dir: Path, runner, console) -> RunResult | None:
+def _already_complete(cfg: RunConfig, out_dir: Path, kind: TaskKind, console) -> RunResult | None:
     """The stored result of a finished measurement of this very file, or None to measure.
 
-    Generation runs resume sample by sample instead; runners without `show` always run.
+    Generation runs resume sample by sample instead; kinds without `show` always run.
     """
-    if cfg.rerun or not hasattr(runner, "show"):
+    if cfg.rerun or kind.show is None:
         return None
     result = RunResult.read(out_dir)
     if result is None or result.status != "complete":
@@ -105,21 +89,22 @@ def _already_complete(cfg: RunConfig, out_dir: Path, runner, console) -> RunResu
         return None  # the config now names another file
     console.print(f"already complete: {out_dir} (rerun=true measures it again)")
     if cfg.print_table:
-        runner.show(result, console, out_dir)
+        kind.show(result, console, out_dir)
     return result
 
 
 def execute(cfg: RunConfig, out_dir: Path) -> RunResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    runner = runner_module(cfg.task.kind)
+    kind = get_kind(cfg.task.kind)  # the task's runner module registered it (evalkit.kinds)
+    check_capabilities(kind, cfg.task.name, cfg.backend.type)
     # Wide tables when piped to a file or a CI log; the terminal's width otherwise.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-    done = _already_complete(cfg, out_dir, runner, console)
+    done = _already_complete(cfg, out_dir, kind, console)
     if done is not None:
         return done
     memory = MemoryWatch()  # baseline before the model loads
     started = now_iso()
-    overrides = runner.backend_overrides(cfg) if hasattr(runner, "backend_overrides") else {}
+    overrides = kind.backend_overrides(cfg) if kind.backend_overrides is not None else {}
     opened = open_backend(cfg, **overrides)
     ctx = RunContext(
         cfg=cfg,
@@ -132,11 +117,9 @@ def execute(cfg: RunConfig, out_dir: Path) -> RunResult:
         started_at=started,
     )
     try:
-        result = runner.run(ctx)
+        result = kind.run(ctx)
     finally:
         opened.backend.close()
-    if result.generation is not None:  # pair speculative and plain runs of the same sweep
-        from evalkit.speculative import attach
-
-        result = attach(out_dir, result, console if cfg.print_table else None)
+    if kind.finish is not None:
+        result = kind.finish(cfg, out_dir, result, console)
     return result

@@ -136,14 +136,7 @@ def score_chunk(
 
 def backend_overrides(cfg) -> dict[str, int]:
     """The context a corpus task needs: n_ctx = task.n_ctx, one chunk per batch by default."""
-    from evalkit.errors import ConfigError
-
     task = cfg.task
-    if cfg.backend.type != "llama_cpp":
-        raise ConfigError(
-            f"task={task.name} needs token logits from a local GGUF: use backend=llama_cpp "
-            f"(backend={cfg.backend.type} gives none)"
-        )
     n_batch = min(task.n_batch or task.n_ctx, task.n_ctx)
     return {"n_ctx": task.n_ctx, "n_batch": n_batch}
 

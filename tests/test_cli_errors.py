@@ -76,3 +76,12 @@ def test_credentials_in_a_server_url_are_refused(cli):
     r = cli("backend=openai", "backend.base_url=http://user:s3cret@127.0.0.1:9/v1", "task=constraints")
     assert_one_line_error(r, "backend.base_url", "api_key_env")
     assert "s3cret" not in r.stderr
+
+
+def test_a_task_kind_the_backend_cannot_serve_is_refused_by_capability(cli):
+    """Before anything loads: the kind names the capability it needs and a backend that has it."""
+    r = cli("task=kld", "backend=llama_server")
+    assert_one_line_error(r, "task=kld needs token_access", "backend=llama_server does not have", "use backend=llama_cpp")
+    r = cli("task=speed", "backend=openai")
+    assert_one_line_error(r, "task=speed needs", "state", "backend=openai does not have")
+    assert not (r.cwd / "outputs").exists()

@@ -1,4 +1,5 @@
-"""Backends by config `type`. Add one: a module with `open_backend(cfg, **overrides)` and a line here.
+"""Backends by config `type`, created only here. Add one: a module with a class that declares its
+`capabilities`, `BACKEND = <that class>`, `open_backend(cfg, **overrides)`, and a line in REGISTRY.
 
 Modules are imported on first use, so a remote run never pays for what it does not use.
 """
@@ -9,7 +10,17 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalkit.backends.base import Backend, BackendInfo, Generation, GenerationRequest
+from evalkit.backends.base import (
+    Backend,
+    BackendInfo,
+    Capability,
+    Generation,
+    GenerationRequest,
+    StateAccess,
+    TextGeneration,
+    TokenAccess,
+    capabilities_of,
+)
 
 if TYPE_CHECKING:
     from evalkit.config import RunConfig
@@ -24,14 +35,53 @@ REGISTRY: dict[str, str] = {
 
 @dataclass
 class OpenedBackend:
-    backend: Any  # satisfies Backend
+    backend: Any  # satisfies TextGeneration (and what its capabilities name)
     model: "ModelRecord"
     resolved: Any = None  # evalkit.models.ResolvedModel for local files, else None
 
 
+def backend_module(backend_type: str):
+    return importlib.import_module(REGISTRY[backend_type])
+
+
+def backend_class(backend_type: str) -> type:
+    return backend_module(backend_type).BACKEND
+
+
+def capabilities(backend_type: str) -> frozenset[Capability]:
+    """What a backend type can do, from its class: the preflight checks a task kind against it."""
+    return capabilities_of(backend_class(backend_type))
+
+
 def open_backend(cfg: "RunConfig", **overrides: Any) -> OpenedBackend:
-    module = importlib.import_module(REGISTRY[cfg.backend.type])
-    return module.open_backend(cfg, **overrides)
+    return backend_module(cfg.backend.type).open_backend(cfg, **overrides)
 
 
-__all__ = ["Backend", "BackendInfo", "Generation", "GenerationRequest", "OpenedBackend", "open_backend"]
+def open_model_file(bcfg: Any, model_path: str, **overrides: Any) -> Any:
+    """Another local model file with a backend config's settings (a KLD reference, a checker)."""
+    return backend_module(bcfg.type).open_file(bcfg, model_path, **overrides)
+
+
+def open_tokenizer(model_path: str) -> Any:
+    """A GGUF's own tokenizer without its weights (encode/decode/token_text, bos/eos/add_bos)."""
+    from evalkit.backends import llama_log  # noqa: F401  (routes llama.cpp's log first)
+
+    return backend_module("llama_cpp").VocabTokenizer(model_path)
+
+
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "Capability",
+    "Generation",
+    "GenerationRequest",
+    "OpenedBackend",
+    "StateAccess",
+    "TextGeneration",
+    "TokenAccess",
+    "backend_class",
+    "capabilities",
+    "open_backend",
+    "open_model_file",
+    "open_tokenizer",
+]

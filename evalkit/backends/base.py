@@ -1,11 +1,16 @@
-"""The whole contract a task may use from a backend: generate, tokenize, describe itself.
+"""The whole contract a task may use from a backend.
 
-Runners see only these types. A new backend is one module with a class satisfying `Backend`
-plus one line in `evalkit.backends.REGISTRY`.
+Every backend generates text (`TextGeneration`). Some also give token-level access to a loaded
+model (`TokenAccess`: tokenize, decode at positions, logits rows, KV cache, sampler) or can save
+and restore a sequence's state (`StateAccess`). A backend class says which in its `capabilities`;
+a task kind says which it needs, and the preflight refuses a mismatch before anything loads.
+A new backend is one module with a class satisfying `TextGeneration` plus one line in
+`evalkit.backends.REGISTRY`.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -54,10 +59,91 @@ class Generation(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
+class Capability(str, Enum):
+    """What a backend can do beyond describing itself; task kinds name the ones they need."""
+
+    TEXT_GENERATION = "text_generation"  # generate(request): every backend
+    TOKEN_ACCESS = "token_access"  # the `TokenAccess` protocol: tokens, decode, logits, KV cache
+    STATE = "state"  # the `StateAccess` protocol: save and restore a sequence's KV state
+    MODEL_FACTS = "model_facts"  # model_facts(): llama.cpp's own description, size, parameters
+
+
 @runtime_checkable
-class Backend(Protocol):
+class TextGeneration(Protocol):
+    """Every backend: generate text for chat messages, describe itself, release what it holds."""
+
+    capabilities: frozenset[Capability]
+
     def info(self) -> BackendInfo: ...
 
     def generate(self, request: GenerationRequest) -> Generation: ...
 
     def close(self) -> None: ...
+
+
+Backend = TextGeneration  # the name runners used before capabilities were split out
+
+
+@runtime_checkable
+class TokenAccess(Protocol):
+    """A model loaded in this process, at the level of token ids and logits rows.
+
+    decode(tokens, n_past, logits) runs tokens at positions n_past.. ("last", "all" rows of the
+    final piece, or "none"); logits(n) is a view of the last decode's n output rows.
+    """
+
+    n_ctx: int
+    n_batch: int
+    n_vocab: int
+
+    @property
+    def add_bos(self) -> bool: ...
+
+    @property
+    def bos_token(self) -> int: ...
+
+    @property
+    def eos_token(self) -> int: ...
+
+    def tokenize(self, text: str, add_bos: bool = True, special: bool = False) -> list[int]: ...
+
+    def detokenize(self, tokens: list[int]) -> str: ...
+
+    def token_text(self, token: int) -> str: ...
+
+    def is_eog(self, token: int) -> bool: ...
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]: ...
+
+    def chat_template_source(self) -> str | None: ...
+
+    def render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str | None: ...
+
+    def clear(self) -> None: ...
+
+    def trim(self, n_past: int) -> bool: ...
+
+    def decode(self, tokens: list[int], n_past: int, logits: str = "last", outputs_from: int = 0) -> None: ...
+
+    def synchronize(self) -> None: ...
+
+    def logits(self, n_rows: int) -> Any: ...  # numpy array (n_rows x n_vocab)
+
+    def sampler(self, sampling: SamplingConfig, seed: int) -> Any: ...
+
+    def sample_last(self, sampler: Any) -> int: ...
+
+    def prefix_reuse_is_safe(self) -> bool: ...
+
+
+@runtime_checkable
+class StateAccess(Protocol):
+    """Save the KV state of sequence 0 once and restore it many times (speed's depth fill)."""
+
+    def save_state(self) -> Any: ...
+
+    def restore_state(self, state: Any) -> bool: ...
+
+
+def capabilities_of(backend_or_class: Any) -> frozenset[Capability]:
+    return frozenset(getattr(backend_or_class, "capabilities", ()) or ())

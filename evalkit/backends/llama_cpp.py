@@ -8,6 +8,7 @@ float32 score matrix is ever filled (`Llama.generate` copies every verified row 
 
 from __future__ import annotations
 
+import ctypes
 import re
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from evalkit.backends import llama_log
-from evalkit.backends.base import BackendInfo, DraftStats, Generation, GenerationRequest
+from evalkit.backends.base import BackendInfo, Capability, DraftStats, Generation, GenerationRequest
 from evalkit.config import LlamaCppBackendConfig, SamplingConfig
 from evalkit.errors import BackendError, ConfigError, ModelError
 from evalkit.hardware import cpu_name, physical_cores
@@ -64,7 +65,10 @@ class Trace:
 
 
 class LlamaCppBackend:
+    """TextGeneration, TokenAccess and StateAccess on one llama-cpp-python `Llama`."""
+
     type = "llama_cpp"
+    capabilities = frozenset(Capability)
 
     def __init__(
         self,
@@ -210,6 +214,29 @@ class LlamaCppBackend:
         text = "\n\n".join(m["content"] for m in messages)
         return self.tokenize(text, add_bos=True, special=False)
 
+    @property
+    def eos_token(self) -> int:
+        return int(self.llama.token_eos())
+
+    def chat_template_source(self) -> str | None:
+        """The GGUF's Jinja chat template (even when backend.chat_template is off), or None."""
+        f = self._formatter or self._chat_formatter()
+        return f.template if f is not None else None
+
+    def render_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str | None:
+        """The GGUF's chat template rendered as text (HF's apply_chat_template); None: it has none."""
+        f = self._formatter or self._chat_formatter()
+        if f is None:
+            return None
+        return f._environment.render(
+            messages=messages,
+            eos_token=f.eos_token,
+            bos_token=f.bos_token,
+            add_generation_prompt=add_generation_prompt,
+            raise_exception=_raise_template_error,
+            strftime_now=f.strftime_now,
+        )
+
     def _chat_formatter(self):
         template = self.llama.metadata.get("tokenizer.chat_template")
         if not template:
@@ -250,6 +277,61 @@ class LlamaCppBackend:
                 for i in range(min(outputs_from - start, len(piece) - 1)):
                     llm._batch.batch.logits[i] = False
             llm._ctx.decode(llm._batch)
+
+    def trim(self, n_past: int) -> bool:
+        """Drop cached tokens from position n_past on; False: this cache cannot (then clear)."""
+        return bool(self.llama._ctx.kv_cache_seq_rm(-1, n_past, -1))
+
+    def prefix_reuse_is_safe(self) -> bool:
+        """Sliding-window and recurrent caches drop what a prefix reuse would need."""
+        model = self.llama.model
+        if llama_cpp.llama_model_n_swa(model) > 0:
+            return False
+        return not (llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model))
+
+    def sampler(self, s: SamplingConfig, seed: int):
+        """llama.cpp's sampler chain for these settings, seeded as generation runs seed it."""
+        self.llama.set_seed(seed)
+        return self.llama._init_sampler(
+            top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, temp=s.temperature, repeat_penalty=s.repeat_penalty
+        )
+
+    def sample_last(self, sampler) -> int:
+        """Sample from the last decode's last logits row."""
+        return int(sampler.sample(self.llama._ctx, -1))
+
+    def save_state(self) -> ctypes.Array:
+        """Sequence 0's KV state, as bytes llama.cpp can restore."""
+        ctx = self.llama.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+        return buf
+
+    def restore_state(self, state: ctypes.Array) -> bool:
+        """Put a saved state back into sequence 0; False: llama.cpp refused it."""
+        return llama_cpp.llama_state_seq_set_data(self.llama.ctx, state, len(state), 0) != 0
+
+    def model_facts(self) -> dict[str, Any]:
+        """llama.cpp's own description of the loaded model (llama-bench's model_type/size/params)."""
+        model = self.llama.model
+        desc = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(model, desc, len(desc))
+        return {
+            "model_desc": desc.value.decode(errors="replace"),
+            "model_size_bytes": int(llama_cpp.llama_model_size(model)),
+            "model_n_params": int(llama_cpp.llama_model_n_params(model)),
+        }
+
+    def ggml_build(self) -> str:
+        from evalkit.backends.llama_ggml import ggml_build
+
+        return ggml_build()
+
+    def ggml_backends(self) -> str | None:
+        from evalkit.backends.llama_ggml import ggml_backends
+
+        return ggml_backends()
 
     def rollback(self, n_past: int) -> None:
         """Drop every cached token at position n_past and later (rejected drafts)."""
@@ -550,6 +632,10 @@ class ModelDrafter(Drafter):
         self.b.close()
 
 
+def _raise_template_error(message: str):
+    raise ValueError(message)
+
+
 def _ends_with_stop(out: bytearray, stops: list[bytes]) -> bool:
     tail = bytes(out[-256:])
     return any(stop in tail for stop in stops)
@@ -616,6 +702,33 @@ def model_record(resolved) -> "ModelRecord":
         base_sha256=resolved.base_sha256,
         synthetic=getattr(resolved, "synthetic", None),
     )
+
+
+BACKEND = LlamaCppBackend
+
+
+def open_file(bcfg: LlamaCppBackendConfig, model_path: str, **overrides) -> LlamaCppBackend:
+    """A model file loaded with these settings, no drafter (a KLD reference, lm-eval's checker)."""
+    return LlamaCppBackend(bcfg, model_path, **overrides)
+
+
+class VocabTokenizer:
+    """A GGUF's tokenizer alone (vocab_only: no weights), so lm-eval can count a server's tokens."""
+
+    def __init__(self, model_path: str):
+        self.llama = llama_cpp.Llama(model_path, vocab_only=True, verbose=False)
+        self.bos = int(self.llama.token_bos())
+        self.eos = int(self.llama.token_eos())
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.llama._model.vocab))
+
+    def encode(self, text: str) -> list[int]:
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def decode(self, tokens: list[int]) -> str:
+        return self.llama.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    def token_text(self, token: int) -> str:
+        return self.llama._model.token_get_text(token)
 
 
 def open_backend(cfg, **overrides):

@@ -341,6 +341,9 @@ def _draft_file(run_cfg, resolved) -> tuple[str, str]:
     return name, str(draft.path)
 
 
+BACKEND = LlamaServerBackend
+
+
 def open_backend(run_cfg, **overrides):
     """Resolve the model file locally (same hash as in-process), start llama-server on it."""
     from evalkit.backends import OpenedBackend

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from evalkit.backends.base import BackendInfo, DraftStats, Generation, GenerationRequest, SampleFailed
+from evalkit.backends.base import BackendInfo, Capability, DraftStats, Generation, GenerationRequest, SampleFailed
 from evalkit.config import OpenAIBackendConfig
 from evalkit.errors import BackendError
 
@@ -97,6 +97,7 @@ class OpenAIBackend:
     """Generation through an OpenAI-compatible HTTP API; `concurrency` requests at a time."""
 
     type = "openai"
+    capabilities = frozenset({Capability.TEXT_GENERATION})
 
     def __init__(self, cfg: OpenAIBackendConfig, *, api_key: str | None = None, base_url: str | None = None):
         self.cfg = cfg
@@ -529,6 +530,9 @@ def remote_model_record(run_cfg, backend: OpenAIBackend):
         provenance=f"served by {backend.base_url} as '{served}'"
         + (f" (server lists: {', '.join(backend.listed_models[:5])})" if backend.listed_models else ""),
     )
+
+
+BACKEND = OpenAIBackend
 
 
 def open_backend(run_cfg, **overrides):

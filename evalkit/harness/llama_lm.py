@@ -24,7 +24,7 @@ from evalkit.config import SamplingConfig
 from evalkit.seeds import derive_seed
 
 if TYPE_CHECKING:
-    from evalkit.backends.llama_cpp import LlamaCppBackend
+    from evalkit.backends.base import TokenAccess
 
 # Rows of logits turned into log-probabilities at once: bounds the float32 temporary to
 # ROW_CHUNK x n_vocab whatever the batch size (256k-token vocabularies stay cheap).
@@ -90,7 +90,7 @@ class LlamaCppLM(TemplateLM):
 
     def __init__(
         self,
-        backend: "LlamaCppBackend",
+        backend: "TokenAccess",
         *,
         sampling: SamplingConfig | None = None,
         max_gen_toks: int = 256,
@@ -117,18 +117,11 @@ class LlamaCppLM(TemplateLM):
 
     def _prefix_reuse_is_safe(self) -> bool:
         """Sliding-window and recurrent caches drop what a prefix reuse would need."""
-        import llama_cpp
-
-        model = self.b.llama.model
-        if llama_cpp.llama_model_n_swa(model) > 0:
-            return False
-        if llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model):
-            return False
-        return True
+        return self.b.prefix_reuse_is_safe()
 
     @property
     def eot_token_id(self) -> int:
-        return int(self.b.llama.token_eos())
+        return int(self.b.eos_token)
 
     @property
     def prefix_token_id(self) -> int:
@@ -153,27 +146,16 @@ class LlamaCppLM(TemplateLM):
 
     # ------------------------------------------------------------ chat templates
 
-    def _formatter(self):
-        return self.b._formatter or self.b._chat_formatter()
-
     def chat_template(self, chat_template: bool | str = False) -> str | None:
-        f = self._formatter()
-        return f.template if f is not None else ""
+        return self.b.chat_template_source() or ""
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        f = self._formatter()
-        if f is None:
+        rendered = self.b.render_chat(chat_history, add_generation_prompt=add_generation_prompt)
+        if rendered is None:
             from evalkit.errors import TaskError
 
             raise TaskError("task.apply_chat_template=true but the GGUF has no chat template")
-        return f._environment.render(
-            messages=chat_history,
-            eos_token=f.eos_token,
-            bos_token=f.bos_token,
-            add_generation_prompt=add_generation_prompt,
-            raise_exception=_raise,
-            strftime_now=f.strftime_now,
-        )
+        return rendered
 
     # ------------------------------------------------------------ scoring
 
@@ -242,7 +224,7 @@ class LlamaCppLM(TemplateLM):
     def _reuse(self, inp: list[int], first: int) -> int:
         """Keep the cached prefix shared with `inp` (never past `first`); return where to decode."""
         keep = min(common_prefix(self._kv, inp), first) if self.reuse_prefix else 0
-        if keep > 0 and self.b.llama._ctx.kv_cache_seq_rm(-1, keep, -1):
+        if keep > 0 and self.b.trim(keep):
             self._kv = inp[:keep]
             return keep
         self.b.clear()
@@ -318,7 +300,3 @@ class LlamaCppLM(TemplateLM):
 
     def get_model_info(self) -> dict[str, Any]:
         return {"model_sha256": self.model_id, "backend": "llama.cpp (evalkit-llama)"}
-
-
-def _raise(message: str):
-    raise ValueError(message)

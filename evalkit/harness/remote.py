@@ -37,27 +37,11 @@ CHECK_PAIRS: list[tuple[str, str]] = [
 ]
 
 
-class LocalTokenizer:
+def LocalTokenizer(model_path: str):
     """The GGUF's own tokenizer (vocab only) so lm-eval can count context tokens."""
+    from evalkit.backends import open_tokenizer
 
-    def __init__(self, model_path: str):
-        from evalkit.backends import llama_log  # noqa: F401  (routes llama.cpp's log first)
-
-        import llama_cpp
-
-        self.llama = llama_cpp.Llama(model_path, vocab_only=True, verbose=False)
-        self.bos = int(self.llama.token_bos())
-        self.eos = int(self.llama.token_eos())
-        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.llama._model.vocab))
-
-    def encode(self, text: str) -> list[int]:
-        return self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-
-    def decode(self, tokens: list[int]) -> str:
-        return self.llama.detokenize(list(tokens)).decode("utf-8", errors="replace")
-
-    def token_text(self, token: int) -> str:
-        return self.llama._model.token_get_text(token)
+    return open_tokenizer(model_path)
 
 
 @dataclass
@@ -99,7 +83,7 @@ class RemoteCompletionsLM(_KeyFromEnv, LocalCompletionsAPI):
         base_url: str,
         model: str,
         api_key: str | None = None,
-        tokenizer: LocalTokenizer | None = None,
+        tokenizer: Any = None,  # evalkit.backends.open_tokenizer(...)
         reference_lm=None,  # a callable returning an in-process LlamaCppLM (loaded on first use)
         check_policy: str = "refuse",
         check_items: int = 3,  # how many of CHECK_PAIRS

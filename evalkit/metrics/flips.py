@@ -40,7 +40,6 @@ def flip_stats(pairs: list[tuple[LmEvalItem, LmEvalItem]], reference: str) -> Fl
     acc = sum(1 for a, _ in pairs if a.correct) / n
     ref_acc = sum(1 for _, r in pairs if r.correct) / n
     diffs = [int(bool(a.correct)) - int(bool(r.correct)) for a, r in pairs]
-    mean = sum(diffs) / n
     se = sample_sd(diffs) / math.sqrt(n) if n > 1 else None
     return FlipStats(
         n_common=n,

@@ -8,7 +8,6 @@ that this f16 is *not* the original training precision.
 
 from __future__ import annotations
 
-import ctypes
 import os
 from pathlib import Path
 
@@ -70,17 +69,9 @@ def build_variant(base: Path, base_sha256: str, quant: str) -> Path:
 
 
 def _quantize(src: Path, dst: Path, quant: str) -> None:
-    import llama_cpp
+    from evalkit.backends.llama_native import quantize  # its per-tensor log goes to the buffer
 
-    from evalkit.backends import llama_log  # noqa: F401  (its per-tensor log goes to the buffer)
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
-    params.allow_requantize = True
-    params.nthread = os.cpu_count() or 1
-    rc = llama_cpp.llama_model_quantize(
-        str(src).encode(), str(dst).encode(), ctypes.byref(params)
-    )
+    rc = quantize(src, dst, QUANT_TYPES[quant])
     if rc != 0 or not dst.is_file():
         raise ModelError(f"llama_model_quantize failed ({rc}) turning {src.name} into {quant}")
 

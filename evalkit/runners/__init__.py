@@ -1,1 +1,1 @@
-"""Runners: one module per task kind, registered in evalkit.run.RUNNERS."""
+"""Runners: one module per task kind; each registers its `TaskKind` (evalkit.kinds)."""

@@ -275,3 +275,26 @@ class _progress:
         return False
 
 
+def preflight(run_cfg, seen: set[str]) -> None:
+    """The task file loads (unknown checks fail here), once per file in a command."""
+    task = run_cfg.task
+    if task.file not in seen:
+        load_suite(task.file, task.sampling)
+        seen.add(task.file)
+
+
+def finish(cfg, out_dir, result: RunResult, console) -> RunResult:
+    """Pair speculative and plain runs of the same sweep (evalkit.speculative)."""
+    from evalkit.speculative import attach
+
+    return attach(out_dir, result, console if cfg.print_table else None)
+
+
+def _register() -> None:
+    from evalkit.config import GenerationTaskConfig
+    from evalkit.kinds import TaskKind, register
+
+    register(TaskKind(name="generation", config=GenerationTaskConfig, run=run, preflight=preflight, finish=finish))
+
+
+_register()

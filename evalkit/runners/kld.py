@@ -12,6 +12,7 @@ task.corpus=responses:<task> scores the reference's own answers to a task's prom
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def backend_overrides(cfg) -> dict[str, int]:
     """A corpus is cut into task.n_ctx chunks; a prompt + answer needs the backend's own context."""
     from evalkit.scoring import backend_overrides as corpus_overrides
 
-    overrides = corpus_overrides(cfg)  # refuses a backend without logits, in one line
+    overrides = corpus_overrides(cfg)
     return {} if responses_task(cfg.task.corpus) is not None else overrides
 
 
@@ -136,24 +137,28 @@ def _check_vocab(cand, ref) -> None:
 
 def _build_reference(ctx, ref, cand, corpus: Corpus, key: CacheKey, path: Path, label: str) -> RefCache:
     """Run the reference over the corpus and write its compact distributions to the cache."""
-    from evalkit.backends import open_backend
-    from evalkit.backends.llama_cpp import LlamaCppBackend
+    with reference_backend(ctx, ref, cand) as backend:
+        return _reference_pass(ctx, backend, corpus, key, path, label)
 
+
+@contextmanager
+def reference_backend(ctx, ref, cand):
+    """The reference model, loaded with the run's settings (no drafter); one model in memory at a
+    time: the candidate is closed meanwhile and reopened after. Its own file: the open backend."""
+    from evalkit.backends import open_backend, open_model_file
+
+    if ref.sha256 == cand.sha256:
+        yield ctx.backend
+        return
     overrides = backend_overrides(ctx.cfg)
-    same_file = ref.sha256 == cand.sha256
-    if same_file:
-        backend = ctx.backend
-    else:
-        ctx.backend.close()  # one model in memory at a time
-        bcfg = ctx.cfg.backend.model_copy(update={"speculative": "none"})
-        backend = LlamaCppBackend(bcfg, str(ref.path), **overrides)
+    ctx.backend.close()
+    bcfg = ctx.cfg.backend.model_copy(update={"speculative": "none"})
+    backend = open_model_file(bcfg, str(ref.path), **overrides)
     try:
-        cache = _reference_pass(ctx, backend, corpus, key, path, label)
+        yield backend
     finally:
-        if not same_file:
-            backend.close()
-            ctx.opened.backend = open_backend(ctx.cfg, **overrides).backend
-    return cache
+        backend.close()
+        ctx.opened.backend = open_backend(ctx.cfg, **overrides).backend
 
 
 def _reference_pass(ctx, backend, corpus: Corpus, key: CacheKey, path: Path, label: str) -> RefCache:
@@ -301,3 +306,30 @@ def show(result: RunResult, console, out_dir: Path) -> None:
         show_responses(result, console, out_dir)
         return
     print_kld(result, console, out_dir)
+
+
+def kind_preflight(run_cfg: RunConfig, seen: set[str]) -> None:
+    """A named reference model config exists; a responses:<task> corpus names a task that loads."""
+    from evalkit.models import load_model_config
+
+    reference = run_cfg.task.reference
+    if reference:
+        from evalkit.models.ladder import QUANT_TYPES
+
+        if reference.lower() not in QUANT_TYPES:
+            load_model_config(reference)
+    preflight(run_cfg)
+
+
+def _register() -> None:
+    from evalkit.backends.base import Capability
+    from evalkit.config import KldTaskConfig
+    from evalkit.kinds import TaskKind, register
+
+    register(TaskKind(
+        name="kld", config=KldTaskConfig, run=run, show=show, requires=frozenset({Capability.TOKEN_ACCESS}),
+        backend_overrides=backend_overrides, preflight=kind_preflight,
+    ))
+
+
+_register()

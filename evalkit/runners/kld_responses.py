@@ -98,19 +98,9 @@ def run(ctx, ref, cand, task_name: str, label: str) -> RunResult:
 
 def _build_reference(ctx, ref, cand, suite, sampling, seeds, key, path: Path, label: str) -> ResponsesCache:
     """Load the reference (unless it is the candidate's own file), answer, score, cache."""
-    from evalkit.backends import open_backend
-    from evalkit.backends.llama_cpp import LlamaCppBackend
-    from evalkit.runners.kld import backend_overrides
+    from evalkit.runners.kld import reference_backend
 
-    overrides = backend_overrides(ctx.cfg)
-    same_file = ref.sha256 == cand.sha256
-    if same_file:
-        backend = ctx.backend
-    else:
-        ctx.backend.close()  # one model in memory at a time
-        bcfg = ctx.cfg.backend.model_copy(update={"speculative": "none"})
-        backend = LlamaCppBackend(bcfg, str(ref.path), **overrides)
-    try:
+    with reference_backend(ctx, ref, cand) as backend:
         t0 = time.perf_counter()
         answers, seqs, firsts = [], [], []
         for p, seed in zip(suite.prompts, seeds):
@@ -152,10 +142,6 @@ def _build_reference(ctx, ref, cand, suite, sampling, seeds, key, path: Path, la
             "build_s": time.perf_counter() - t0,
         }
         return write_responses(path, header, seqs, firsts, rows)
-    finally:
-        if not same_file:
-            backend.close()
-            ctx.opened.backend = open_backend(ctx.cfg, **overrides).backend
 
 
 def generate_ids(backend, prompt: list[int], s, seed: int) -> tuple[list[int], str]:
@@ -166,10 +152,7 @@ def generate_ids(backend, prompt: list[int], s, seed: int) -> tuple[list[int], s
     """
     if len(prompt) >= backend.n_ctx:
         raise TaskError(f"a prompt has {len(prompt)} tokens but backend.n_ctx is {backend.n_ctx}; raise it")
-    llm = backend.llama
-    llm.set_seed(seed)
-    sampler = llm._init_sampler(top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, temp=s.temperature,
-                                repeat_penalty=s.repeat_penalty)
+    sampler = backend.sampler(s, seed)
     limit = backend.n_ctx - len(prompt) - 1
     if s.max_tokens is not None:
         limit = min(limit, s.max_tokens)
@@ -178,7 +161,7 @@ def generate_ids(backend, prompt: list[int], s, seed: int) -> tuple[list[int], s
     n_past = len(prompt)
     ids: list[int] = []
     while True:
-        token = int(sampler.sample(llm._ctx, -1))
+        token = backend.sample_last(sampler)
         ids.append(token)
         if backend.is_eog(token):
             return ids, "stop"

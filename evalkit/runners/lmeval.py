@@ -209,7 +209,9 @@ class _Built:
 def _build_lm(ctx) -> _Built:
     cfg, task = ctx.cfg, ctx.cfg.task
     sampling = task.sampling_config()
-    if cfg.backend.type == "llama_cpp":
+    from evalkit.backends.base import Capability, capabilities_of
+
+    if Capability.TOKEN_ACCESS in capabilities_of(ctx.backend):
         from evalkit.harness.llama_lm import LlamaCppLM
 
         backend = ctx.backend
@@ -284,12 +286,12 @@ def _build_remote(ctx, sampling) -> _Built:
         if path is None:
             return None
         if "lm" not in holder:
-            from evalkit.backends.llama_cpp import LlamaCppBackend
+            from evalkit.backends import open_model_file
             from evalkit.config import LlamaCppBackendConfig
             from evalkit.harness.llama_lm import LlamaCppLM
 
             # A few short requests: one thread is plenty and never fights the server for cores.
-            b = LlamaCppBackend(LlamaCppBackendConfig(n_ctx=2048, n_threads=1, chat_template=False), path)
+            b = open_model_file(LlamaCppBackendConfig(n_ctx=2048, n_threads=1, chat_template=False), path)
             closers.append(b.close)
             holder["lm"] = LlamaCppLM(b, sampling=sampling)
         return holder["lm"]
@@ -485,3 +487,15 @@ class _progress:
     def __exit__(self, *exc) -> bool:
         self.progress.stop()
         return False
+
+
+def _register() -> None:
+    from evalkit.config import LmEvalTaskConfig
+    from evalkit.kinds import TaskKind, register
+
+    register(TaskKind(
+        name="lm_eval", config=LmEvalTaskConfig, run=run, preflight=lambda cfg, seen: preflight(cfg),
+    ))
+
+
+_register()

@@ -9,7 +9,7 @@ from evalkit.metrics.kld import candidate_rows, perplexity_stats
 from evalkit.records import PerplexitySummary, RunResult
 from evalkit.scoring import (
     Timer,
-    backend_overrides,  # noqa: F401  (run.py looks it up on this module)
+    backend_overrides,
     chunk_pass,
     chunk_tokens,
     plan_chunks,
@@ -71,3 +71,17 @@ def show(result: RunResult, console, out_dir=None) -> None:
     from evalkit.report.kld_tables import print_perplexity
 
     print_perplexity(result, console)
+
+
+def _register() -> None:
+    from evalkit.backends.base import Capability
+    from evalkit.config import PerplexityTaskConfig
+    from evalkit.kinds import TaskKind, register
+
+    register(TaskKind(
+        name="perplexity", config=PerplexityTaskConfig, run=run, show=show,
+        requires=frozenset({Capability.TOKEN_ACCESS}), backend_overrides=backend_overrides,
+    ))
+
+
+_register()

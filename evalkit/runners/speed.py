@@ -13,10 +13,9 @@ can be set beside its own:
 
 from __future__ import annotations
 
-import ctypes
-import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,11 +52,6 @@ def plan(task) -> list[BenchTest]:
 
 def backend_overrides(cfg) -> dict:
     """The context must hold the deepest test: depth + prompt + generated tokens (llama-bench)."""
-    if cfg.backend.type != "llama_cpp":
-        raise ConfigError(
-            f"task=speed runs on the in-process backend (backend=llama_cpp), not {cfg.backend.type}; "
-            "remote servers report their own timings in generation tasks"
-        )
     if cfg.backend.speculative != "none":
         raise ConfigError(
             "task=speed measures plain decoding; set backend.speculative=none "
@@ -76,7 +70,7 @@ class Bench:
         self.b = backend
         self.rng = np.random.default_rng(seed)
         self.bos = backend.bos_token if backend.add_bos else None
-        self._state: tuple[int, ctypes.Array] | None = None  # (depth, saved sequence state)
+        self._state: tuple[int, Any] | None = None  # (depth, saved sequence state)
 
     def random_tokens(self, n: int, bos_first: bool) -> list[int]:
         tokens = self.rng.integers(0, self.b.n_vocab, size=n).tolist()
@@ -98,18 +92,11 @@ class Bench:
 
     def fill(self, depth: int) -> None:
         """Fill the KV cache with `depth` tokens; the state is saved once and restored after."""
-        import llama_cpp
-
-        ctx = self.b.llama.ctx
         if self._state is not None and self._state[0] == depth:
-            buf = self._state[1]
-            if llama_cpp.llama_state_seq_set_data(ctx, buf, len(buf), 0) != 0:
+            if self.b.restore_state(self._state[1]):
                 return
         self.prompt(self.random_tokens(depth, bos_first=True), 0)
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        buf = (ctypes.c_uint8 * size)()
-        llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
-        self._state = (depth, buf)
+        self._state = (depth, self.b.save_state())
 
     def run(self, test: BenchTest, repetitions: int, warmup: bool) -> list[int]:
         b = self.b
@@ -187,20 +174,13 @@ def _finish(ctx, tests: list[SpeedTest], status: str, message: str | None) -> Ru
 
 
 def speed_summary(ctx, tests: list[SpeedTest]) -> SpeedSummary:
-    import llama_cpp
-
     b = ctx.backend
     info = b.info()
     s = info.settings
-    model = b.llama.model
-    desc = ctypes.create_string_buffer(256)
-    llama_cpp.llama_model_desc(model, desc, len(desc))
     return SpeedSummary(
         tests=tests,
-        model_desc=desc.value.decode(errors="replace"),
-        model_size_bytes=int(llama_cpp.llama_model_size(model)),
-        model_n_params=int(llama_cpp.llama_model_n_params(model)),
-        backend=ggml_backends() or ("GPU" if info.gpu_offload else "CPU"),
+        **b.model_facts(),
+        backend=b.ggml_backends() or ("GPU" if info.gpu_offload else "CPU"),
         n_threads=s["n_threads"],
         n_threads_batch=s["n_threads_batch"],
         n_batch=s["n_batch"],
@@ -213,60 +193,11 @@ def speed_summary(ctx, tests: list[SpeedTest]) -> SpeedSummary:
         use_mmap=s["use_mmap"],
         warmup=ctx.cfg.task.warmup,
         seed=ctx.cfg.task.seed,
-        build=f"{info.build}, ggml {ggml_build()}",
+        build=f"{info.build}, ggml {b.ggml_build()}",
         cpu=ctx.hardware.cpu,
         gpu=info.device if info.gpu_offload else None,
         system_info=str(info.extra.get("system_info", "")),
     )
-
-
-def _ggml_libs() -> tuple[ctypes.CDLL, ctypes.CDLL] | None:
-    """libggml-base and libggml from the directory llama-cpp-python loaded libllama from."""
-    try:
-        from llama_cpp import llama_cpp as low
-
-        lib_dir = os.path.dirname(low._lib._name)
-        base = ctypes.CDLL(os.path.join(lib_dir, "libggml-base.so"))
-        ggml = ctypes.CDLL(os.path.join(lib_dir, "libggml.so"))
-        return base, ggml
-    except (OSError, AttributeError, ImportError):
-        return None
-
-
-def ggml_build() -> str:
-    """ggml's version and commit as compiled into this llama-cpp-python ("0.9.5 (0c1e570)")."""
-    libs = _ggml_libs()
-    if libs is None:
-        return "unknown"
-    base, _ = libs
-    try:
-        base.ggml_version.restype = ctypes.c_char_p
-        base.ggml_commit.restype = ctypes.c_char_p
-        return f"{base.ggml_version().decode()} ({base.ggml_commit().decode()})"
-    except AttributeError:
-        return "unknown"
-
-
-def ggml_backends() -> str | None:
-    """Registered ggml backends other than the CPU (llama-bench's "backend" column)."""
-    libs = _ggml_libs()
-    if libs is None:
-        return None
-    base, ggml = libs
-    try:
-        ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
-        ggml.ggml_backend_reg_get.restype = ctypes.c_void_p
-        ggml.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
-        base.ggml_backend_reg_name.restype = ctypes.c_char_p
-        base.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
-        names = [
-            base.ggml_backend_reg_name(ggml.ggml_backend_reg_get(i)).decode()
-            for i in range(ggml.ggml_backend_reg_count())
-        ]
-    except AttributeError:
-        return None
-    gpu = [n for n in names if n != "CPU"]
-    return ",".join(gpu) if gpu else "CPU"
 
 
 def speed_table(result: RunResult) -> str:
@@ -325,3 +256,18 @@ def print_speed(result: RunResult, console) -> None:
         mem.append(f"GPU memory {m.gpu_memory_used_bytes / 2**20:.0f} MiB")
     console.print("memory: " + ", ".join(x for x in mem if x), markup=False, highlight=False)
     console.print(f"results: {result.run_id} → results.json", markup=False, highlight=False)
+
+
+def _register() -> None:
+    from evalkit.backends.base import Capability
+    from evalkit.config import SpeedTaskConfig
+    from evalkit.kinds import TaskKind, register
+
+    register(TaskKind(
+        name="speed", config=SpeedTaskConfig, run=run, show=show,
+        requires=frozenset({Capability.TOKEN_ACCESS, Capability.STATE, Capability.MODEL_FACTS}),
+        backend_overrides=backend_overrides,
+    ))
+
+
+_register()

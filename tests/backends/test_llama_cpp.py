@@ -67,3 +67,34 @@ def test_prompt_lookup_speculation_counts_add_up(smollm2_path, backend):
     assert d.accepted_tokens <= fast.completion_tokens
     # Greedy verification must reproduce plain greedy decoding token for token.
     assert fast.text == plain.text
+
+
+def test_it_satisfies_every_protocol_it_declares_and_state_round_trips(backend):
+    """The contract runners rely on, on the real model: a saved state restores the same logits,
+    trimming the cache and re-decoding gives the same row, the chat template renders."""
+    import numpy as np
+
+    from evalkit.backends import StateAccess, TextGeneration, TokenAccess
+    from evalkit.backends.base import Capability
+
+    assert backend.capabilities == frozenset(Capability)
+    assert isinstance(backend, TextGeneration) and isinstance(backend, TokenAccess) and isinstance(backend, StateAccess)
+    tokens = backend.tokenize("The capital of France is")
+    more = backend.tokenize(" Paris", add_bos=False)
+    backend.clear()
+    backend.decode(tokens, 0, logits="last")
+    state = backend.save_state()
+    backend.decode(more, len(tokens), logits="last")
+    want = backend.logits(1)[0].copy()
+    assert backend.trim(len(tokens))  # drop " Paris", decode it again: the same row
+    backend.decode(more, len(tokens), logits="last")
+    assert np.allclose(backend.logits(1)[0], want, atol=1e-3)
+    backend.clear()
+    assert backend.restore_state(state)  # the prompt comes back without decoding it
+    backend.decode(more, len(tokens), logits="last")
+    assert np.allclose(backend.logits(1)[0], want, atol=1e-3)
+    assert "{{" in backend.chat_template_source() or "{%" in backend.chat_template_source()
+    rendered = backend.render_chat([{"role": "user", "content": "hi there"}])
+    assert "hi there" in rendered and rendered != "hi there"
+    facts = backend.model_facts()
+    assert facts["model_n_params"] > 100_000_000 and facts["model_size_bytes"] > 0
