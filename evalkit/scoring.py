@@ -88,19 +88,35 @@ def score_chunk(
     row_block: int = ROW_BLOCK,
     pool: ThreadPoolExecutor | None = None,
 ) -> None:
-    """Decode one chunk and call on_rows(row0, logits_block, next_tokens) for its scored rows.
+    """One corpus chunk (llama-perplexity's protocol): its second half scored."""
+    rows = score_sequence(backend, chunk, plan.first, on_rows, timer, row_block=row_block, pool=pool)
+    assert rows == plan.n_rows, (rows, plan.n_rows)
 
-    `logits_block` is a view of llama.cpp's output buffer, valid only during the call. With a
-    pool, blocks are processed in parallel while llama.cpp's own threads sit idle (numpy releases
-    the GIL), like llama-perplexity's worker threads; on_rows must then write disjoint slices.
+
+def score_sequence(
+    backend,
+    seq: np.ndarray,
+    first: int,
+    on_rows: Callable[[int, np.ndarray, np.ndarray], None],
+    timer: Timer,
+    row_block: int = ROW_BLOCK,
+    pool: ThreadPoolExecutor | None = None,
+) -> int:
+    """Decode seq on an empty cache and call on_rows(row0, logits_block, next_tokens) for the
+    positions first .. len(seq) - 2 (row r predicts token first + r + 1); returns the row count.
+
+    Logits are asked for those rows only. `logits_block` is a view of llama.cpp's output buffer,
+    valid only during the call. With a pool, blocks are processed in parallel while llama.cpp's
+    own threads sit idle (numpy releases the GIL), like llama-perplexity's worker threads;
+    on_rows must then write disjoint slices.
     """
-    first, n_ctx = plan.first, plan.n_ctx
     t0 = time.perf_counter()
     backend.clear()
+    n = len(seq)
     row = 0
     n_batch = backend.n_batch
-    for start in range(0, n_ctx, n_batch):
-        piece = chunk[start : start + n_batch]
+    for start in range(0, n, n_batch):
+        piece = seq[start : start + n_batch]
         end = start + len(piece)
         ta = time.perf_counter()
         if end <= first:  # nothing scored in this piece: no logits at all
@@ -114,13 +130,13 @@ def score_chunk(
         tb = time.perf_counter()
         timer.decode_s += tb - ta
         n_out = len(piece) - lo
-        usable = n_out - 1 if end == n_ctx else n_out  # the last position predicts nothing
+        usable = n_out - 1 if end == n else n_out  # the last position predicts nothing
         logits = backend.logits(n_out)
         jobs = []
         for b in range(0, usable, row_block):
             e = min(b + row_block, usable)
             pos = start + lo + b  # position of the first row of this block
-            jobs.append((row + b, logits[b:e], chunk[pos + 1 : pos + 1 + (e - b)]))
+            jobs.append((row + b, logits[b:e], seq[pos + 1 : pos + 1 + (e - b)]))
         if pool is None:
             for job in jobs:
                 on_rows(*job)
@@ -131,7 +147,8 @@ def score_chunk(
         timer.process_s += time.perf_counter() - tb
     timer.chunks += 1
     timer.per_chunk_s.append(time.perf_counter() - t0)
-    assert row == plan.n_rows, (row, plan.n_rows)
+    assert row == n - first - 1, (row, n, first)
+    return row
 
 
 def backend_overrides(cfg) -> dict[str, int]:

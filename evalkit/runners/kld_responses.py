@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from rich import box
@@ -34,7 +34,7 @@ from evalkit.records import (
     stable_hash,
 )
 from evalkit.refcache import ResponsesCache, ResponsesKey, read_responses, responses_path, write_responses
-from evalkit.scoring import ROW_BLOCK, Timer, chunk_pass, timing_summary
+from evalkit.scoring import Timer, chunk_pass, score_sequence, timing_summary
 
 EXACT_LIMIT_BYTES = 4 * 2**30
 
@@ -169,59 +169,6 @@ def generate_ids(backend, prompt: list[int], s, seed: int) -> tuple[list[int], s
             return ids, "length"
         backend.decode([token], n_past, logits="last")
         n_past += 1
-
-
-def score_sequence(
-    backend,
-    seq: np.ndarray,
-    first: int,
-    on_rows: Callable[[int, np.ndarray, np.ndarray], None],
-    timer: Timer,
-    pool=None,
-) -> int:
-    """Decode seq on an empty cache; on_rows(row0, logits, next_tokens) for positions first..end-1.
-
-    Row r is the distribution at position first + r, predicting token first + r + 1: with first =
-    len(prompt) - 1 these are exactly the answer tokens. Logits are asked for those rows only.
-    """
-    t0 = time.perf_counter()
-    backend.clear()
-    n = len(seq)
-    row = 0
-    for start in range(0, n, backend.n_batch):
-        piece = seq[start : start + backend.n_batch]
-        end = start + len(piece)
-        ta = time.perf_counter()
-        if end <= first:
-            backend.decode(piece.tolist(), start, logits="none")
-            backend.synchronize()
-            timer.decode_s += time.perf_counter() - ta
-            continue
-        lo = max(first - start, 0)
-        backend.decode(piece.tolist(), start, logits="all", outputs_from=lo)
-        backend.synchronize()
-        tb = time.perf_counter()
-        timer.decode_s += tb - ta
-        n_out = len(piece) - lo
-        usable = n_out - 1 if end == n else n_out  # the last token predicts nothing
-        logits = backend.logits(n_out)
-        jobs = []
-        for b in range(0, usable, ROW_BLOCK):
-            e = min(b + ROW_BLOCK, usable)
-            pos = start + lo + b
-            jobs.append((row + b, logits[b:e], seq[pos + 1 : pos + 1 + (e - b)]))
-        if pool is None:
-            for job in jobs:
-                on_rows(*job)
-        else:
-            for done in [pool.submit(on_rows, *job) for job in jobs]:
-                done.result()
-        row += usable
-        timer.process_s += time.perf_counter() - tb
-    timer.chunks += 1
-    timer.per_chunk_s.append(time.perf_counter() - t0)
-    assert row == n - first - 1, (row, n, first)
-    return row
 
 
 # ---------------------------------------------------------------------------- candidate side
