@@ -210,6 +210,54 @@ def _reference_pass(ctx, backend, corpus: Corpus, key: CacheKey, path: Path, lab
 # ---------------------------------------------------------------------------- candidate pass
 
 
+class CandidateScores:
+    """Per-token results of a candidate scored against cached reference rows, for a corpus (one
+    cluster per chunk) or a task's own answers (one cluster per prompt): filled block by block,
+    summarised once, written once as per_token.npz."""
+
+    def __init__(self, cluster: np.ndarray, exact: bool):
+        n = len(cluster)
+        self.cluster = cluster
+        self.exact = exact
+        self.kld = np.empty(n, dtype=np.float64)
+        self.lq = np.empty(n, dtype=np.float64)  # candidate log-prob of the actual next token
+        self.lp = np.empty(n, dtype=np.float64)  # reference log-prob of the same token
+        self.same = np.empty(n, dtype=bool)
+
+    def on_rows(self, base: int, ref: ReferenceRows):
+        """The callback for one chunk or answer whose first scored token is token `base`."""
+
+        def fill(r0: int, block: np.ndarray, nxt: np.ndarray) -> None:
+            s = slice(r0, r0 + len(nxt))
+            out = candidate_rows(block, nxt, ref.rows(s), exact=self.exact)
+            g = slice(base + r0, base + r0 + len(nxt))
+            self.kld[g] = out.kld
+            self.lq[g] = out.lp_next
+            self.lp[g] = ref.lp_next[s]
+            self.same[g] = out.argmax == ref.top_ids[s, 0]
+
+        return fill
+
+    @property
+    def dp(self) -> np.ndarray:
+        return np.exp(self.lq) - np.exp(self.lp)
+
+    def stats(self) -> dict:
+        return kld_stats(-self.lq, -self.lp, self.kld, self.same, self.dp, self.cluster)
+
+    def save(self, out_dir: Path) -> None:
+        """per_token.npz: what pair reports pair by token and cluster by `chunk`."""
+        np.savez_compressed(
+            out_dir / "per_token.npz",
+            kld=self.kld.astype(np.float32),
+            nll=(-self.lq).astype(np.float32),
+            nll_ref=(-self.lp).astype(np.float32),
+            same_top=self.same,
+            dp=self.dp.astype(np.float32),
+            chunk=self.cluster.astype(np.int32),
+        )
+
+
 def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, build_s, why) -> RunResult:
     task = ctx.cfg.task
     backend = ctx.backend
@@ -221,36 +269,20 @@ def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, b
     plan = ChunkPlan(n_ctx=h.key.n_ctx, n_chunks=h.n_chunks, add_bos=h.add_bos, bos=0,
                      corpus_tokens=h.corpus_tokens)
     n = plan.n_scored
-    kld = np.empty(n, dtype=np.float64)
-    lq = np.empty(n, dtype=np.float64)
-    lp = np.empty(n, dtype=np.float64)
-    same = np.empty(n, dtype=bool)
-    chunk_of = np.repeat(np.arange(plan.n_chunks), plan.n_rows)
+    scores = CandidateScores(np.repeat(np.arange(plan.n_chunks), plan.n_rows), exact=task.exact)
     timer = Timer()
     try:
         with chunk_pass(ctx, backend, f"kld {ctx.opened.model.variant}", plan.n_chunks) as (pool, advance):
             for i in range(plan.n_chunks):
                 rec = cache.chunk(i)
-                r = rec.rows
-                base = i * plan.n_rows
-
-                def on_rows(r0: int, block: np.ndarray, nxt: np.ndarray, base: int = base, r=r) -> None:
-                    s = slice(r0, r0 + len(nxt))
-                    out = candidate_rows(block, nxt, r.rows(s), exact=task.exact)
-                    g = slice(base + r0, base + r0 + len(nxt))
-                    kld[g] = out.kld
-                    lq[g] = out.lp_next
-                    lp[g] = r.lp_next[s]
-                    same[g] = out.argmax == r.top_ids[s, 0]
-
+                on_rows = scores.on_rows(i * plan.n_rows, rec.rows)
                 # The cache holds the tokens exactly as the reference decoded them (BOS included).
                 score_chunk(backend, np.asarray(rec.tokens), plan, on_rows, timer, pool=pool)
                 advance()
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)
         raise
-    dp = np.exp(lq) - np.exp(lp)
-    stats = kld_stats(-lq, -lp, kld, same, dp, chunk_of)
+    stats = scores.stats()
     size = cache.size_bytes
     summary = KldSummary(
         reference=label,
@@ -280,15 +312,7 @@ def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, b
         ),
         timing=timing_summary(timer, n),
     )
-    np.savez_compressed(
-        ctx.out_dir / "per_token.npz",
-        kld=kld.astype(np.float32),
-        nll=(-lq).astype(np.float32),
-        nll_ref=(-lp).astype(np.float32),
-        same_top=same,
-        dp=dp.astype(np.float32),
-        chunk=chunk_of.astype(np.int32),
-    )
+    scores.save(ctx.out_dir)
     result = ctx.result("complete", kld=summary)
     result.write(ctx.out_dir)
     if ctx.cfg.print_table:

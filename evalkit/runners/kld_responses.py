@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evalkit.errors import TaskError
-from evalkit.metrics.kld import ReferenceRows, candidate_rows, clustered_se, kld_stats, percentile, reference_rows
+from evalkit.metrics.kld import ReferenceRows, clustered_se, percentile, reference_rows
 from evalkit.records import (
     KldCacheInfo,
     KldGroupStats,
@@ -34,6 +34,7 @@ from evalkit.records import (
     stable_hash,
 )
 from evalkit.refcache import ResponsesCache, ResponsesKey, read_responses, responses_path, write_responses
+from evalkit.runners.kld import CandidateScores, reference_backend
 from evalkit.scoring import Timer, chunk_pass, score_sequence, timing_summary
 
 EXACT_LIMIT_BYTES = 4 * 2**30
@@ -98,7 +99,6 @@ def run(ctx, ref, cand, task_name: str, label: str) -> RunResult:
 
 def _build_reference(ctx, ref, cand, suite, sampling, seeds, key, path: Path, label: str) -> ResponsesCache:
     """Load the reference (unless it is the candidate's own file), answer, score, cache."""
-    from evalkit.runners.kld import reference_backend
 
     with reference_backend(ctx, ref, cand) as backend:
         t0 = time.perf_counter()
@@ -183,35 +183,21 @@ def _score(ctx, cache: ResponsesCache, ref, suite, task_name: str, sampling, lab
     n_seq = len(cache.seqs)
     sizes = [len(s) - f - 1 for s, f in zip(cache.seqs, cache.firsts)]
     n = sum(sizes)
-    kld = np.empty(n, dtype=np.float64)
-    lq = np.empty(n, dtype=np.float64)
-    lp = np.empty(n, dtype=np.float64)
-    same = np.empty(n, dtype=bool)
     prompt_of = np.repeat(np.arange(n_seq), sizes)
+    scores = CandidateScores(prompt_of, exact=task.exact)
     bases = np.concatenate([[0], np.cumsum(sizes)])
     timer = Timer()
     try:
         with chunk_pass(ctx, backend, f"kld {ctx.opened.model.variant}", n_seq) as (pool, advance):
             for i, (seq, first) in enumerate(zip(cache.seqs, cache.firsts)):
-                r = cache.rows(i)
-                base = int(bases[i])
-
-                def on_rows(r0: int, block: np.ndarray, nxt: np.ndarray, base: int = base, r=r) -> None:
-                    s = slice(r0, r0 + len(nxt))
-                    out = candidate_rows(block, nxt, r.rows(s), exact=task.exact)
-                    g = slice(base + r0, base + r0 + len(nxt))
-                    kld[g] = out.kld
-                    lq[g] = out.lp_next
-                    lp[g] = r.lp_next[s]
-                    same[g] = out.argmax == r.top_ids[s, 0]
-
+                on_rows = scores.on_rows(int(bases[i]), cache.rows(i))
                 score_sequence(backend, np.asarray(seq), first, on_rows, timer, pool=pool)
                 advance()
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)
         raise
-    dp = np.exp(lq) - np.exp(lp)
-    stats = kld_stats(-lq, -lp, kld, same, dp, prompt_of)
+    stats = scores.stats()
+    kld, same, lp, lq = scores.kld, scores.same, scores.lp, scores.lq
     answers = h["answers"]
     per_prompt = [_prompt_stats(a, kld[prompt_of == i], same[prompt_of == i], lp[prompt_of == i] - lq[prompt_of == i])
                   for i, a in enumerate(answers)]
@@ -255,15 +241,7 @@ def _score(ctx, cache: ResponsesCache, ref, suite, task_name: str, sampling, lab
         timing=timing_summary(timer, n),
         responses=responses,
     )
-    np.savez_compressed(
-        ctx.out_dir / "per_token.npz",
-        kld=kld.astype(np.float32),
-        nll=(-lq).astype(np.float32),
-        nll_ref=(-lp).astype(np.float32),
-        same_top=same,
-        dp=dp.astype(np.float32),
-        chunk=prompt_of.astype(np.int32),  # the prompt each token belongs to (clusters)
-    )
+    scores.save(ctx.out_dir)  # `chunk` = the prompt each token belongs to (clusters)
     result = ctx.result("complete", kld=summary)
     result.write(ctx.out_dir)
     if ctx.cfg.print_table:
