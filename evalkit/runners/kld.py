@@ -245,6 +245,19 @@ class CandidateScores:
     def stats(self) -> dict:
         return kld_stats(-self.lq, -self.lp, self.kld, self.same, self.dp, self.cluster)
 
+    def summary_fields(self, ref, label: str) -> dict:
+        """The KldSummary fields both passes fill alike: the reference and the token statistics
+        (the caller says what n_scored and n_chunks count)."""
+        stats = {k: v for k, v in self.stats().items() if k not in ("n_scored", "n_chunks")}
+        return dict(
+            reference=label,
+            reference_model=ref.name,
+            reference_variant=ref.variant,
+            reference_sha256=ref.sha256,
+            reference_provenance=ref.provenance,
+            **stats,
+        )
+
     def save(self, out_dir: Path) -> None:
         """per_token.npz: what pair reports pair by token and cluster by `chunk`."""
         np.savez_compressed(
@@ -282,15 +295,9 @@ def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, b
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)
         raise
-    stats = scores.stats()
     size = cache.size_bytes
     summary = KldSummary(
-        reference=label,
-        reference_model=ref.name,
-        reference_variant=ref.variant,
-        reference_sha256=ref.sha256,
-        reference_provenance=ref.provenance,
-        **{k: v for k, v in stats.items() if k not in ("n_scored", "n_chunks")},
+        **scores.summary_fields(ref, label),
         n_scored=n,
         n_chunks=plan.n_chunks,
         corpus=corpus.name,

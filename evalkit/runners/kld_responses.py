@@ -196,7 +196,6 @@ def _score(ctx, cache: ResponsesCache, ref, suite, task_name: str, sampling, lab
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)
         raise
-    stats = scores.stats()
     kld, same, lp, lq = scores.kld, scores.same, scores.lp, scores.lq
     answers = h["answers"]
     per_prompt = [_prompt_stats(a, kld[prompt_of == i], same[prompt_of == i], lp[prompt_of == i] - lq[prompt_of == i])
@@ -216,12 +215,7 @@ def _score(ctx, cache: ResponsesCache, ref, suite, task_name: str, sampling, lab
     )
     size = cache.size_bytes
     summary = KldSummary(
-        reference=label,
-        reference_model=ref.name,
-        reference_variant=ref.variant,
-        reference_sha256=ref.sha256,
-        reference_provenance=ref.provenance,
-        **{k: v for k, v in stats.items() if k not in ("n_scored", "n_chunks")},
+        **scores.summary_fields(ref, label),
         n_scored=n,
         n_chunks=n_seq,
         corpus=f"responses:{task_name}",
