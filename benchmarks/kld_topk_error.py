@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.backends import llama_log  # noqa: F401  (quiet llama.cpp)
 from evalkit.backends.llama_cpp import LlamaCppBackend
 from evalkit.config import LlamaCppBackendConfig
 from evalkit.corpus import load_corpus

@@ -8,7 +8,7 @@ a stale cache entry after a rejected draft) also makes texts part ways. This mod
 apart instead of assuming.
 
 For each sample pair whose texts differ, both generations are replayed in process with the
-runs' own settings, recording every decode (evalkit.backends.llama_cpp: `traced`). At the first
+runs' own settings, recording every decode (`LlamaCppBackend.traced`). At the first
 differing token, the decodes that produced it are re-run from an empty cache (`replay_logits`):
 the verify batch's row on the speculative side, one-token-at-a-time decoding on the plain side.
 The logits of the two competing tokens in both rows give the verdict:

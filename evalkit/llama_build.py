@@ -36,7 +36,7 @@ def flavour_from_names(names: str, gpu_offload: bool = False) -> str:
 
 def llama_cpp_flavour() -> str:
     """The installed llama-cpp-python's flavour, from the backends its library registered."""
-    from evalkit.backends.llama_native import system_info
+    from evalkit.backends.llama_cpp.native import system_info
 
     return flavour_from_names(*system_info())
 

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 
 import evalkit
-from evalkit.backends import OpenedBackend, open_backend
+from evalkit.backends import Capability, OpenedBackend, capabilities_of, open_backend
 from evalkit.config import RunConfig
 from evalkit.hardware import HardwareInfo, hardware_info
 from evalkit.kinds import TaskKind, check_capabilities, get_kind
@@ -36,7 +36,8 @@ class RunContext:
 
     def memory_record(self) -> MemoryRecord:
         m = self.opened.model
-        facts = getattr(self.backend, "load_facts", None)
+        # What llama.cpp itself allocated; a backend that cannot say leaves those fields null.
+        facts = self.backend.memory_facts() if Capability.MEMORY_FACTS in capabilities_of(self.backend) else {}
         peak = self.memory.peak()
         return MemoryRecord(
             file_size_bytes=m.size_bytes,
@@ -44,10 +45,8 @@ class RunContext:
             rss_baseline_bytes=self.memory.baseline,
             peak_rss_bytes=peak,
             peak_rss_delta_bytes=peak - self.memory.baseline,
-            kv_cache_bytes=getattr(facts, "kv_cache_bytes", None),
-            compute_buffer_bytes=getattr(facts, "compute_buffer_bytes", None),
             gpu_memory_used_bytes=gpu_memory_used_bytes(),
-            **(self.backend.draft_memory() if hasattr(self.backend, "draft_memory") else {}),
+            **facts,
         )
 
     def result(self, status: str, message: str | None = None, **fields: Any) -> RunResult:

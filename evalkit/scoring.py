@@ -171,7 +171,7 @@ def chunk_pass(ctx, backend, label: str, n_chunks: int) -> Iterator[tuple[Thread
     """
     from evalkit.report.progress import progress_bar
 
-    n = int(getattr(backend, "n_threads_batch", 1) or 1)
+    n = int(backend.n_threads_batch or 1)
     pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="evalkit-rows") if n > 1 else None
     bar = progress_bar(enabled=ctx.cfg.progress, console=ctx.console, transient=True, bold=False)
     task = bar.add_task(label, total=n_chunks)

@@ -25,6 +25,8 @@ N_VOCAB = 257
 class FakeBackend:
     type = "fake"
     capabilities = frozenset({Capability.TEXT_GENERATION, Capability.TOKEN_ACCESS})
+    concurrency = 1
+    n_threads_batch = 1
 
     def __init__(self, n_ctx: int = 512, n_batch: int | None = None):
         self.n_ctx = n_ctx
@@ -50,6 +52,9 @@ class FakeBackend:
         prompt = sum(len(m["content"].encode()) for m in request.messages)
         return Generation(text=text, finish_reason="stop", prompt_tokens=prompt, completion_tokens=len(words[:n]),
                           ttft_s=0.0, prompt_eval_s=0.0, generation_s=0.0, total_s=time.perf_counter() - t0)
+
+    def cancel(self) -> None:
+        pass
 
     def close(self) -> None:
         self.closed = True

@@ -16,6 +16,8 @@ from evalkit.backends.base import (
     Capability,
     Generation,
     GenerationRequest,
+    MemoryFacts,
+    OpenAIEndpoint,
     StateAccess,
     TextGeneration,
     TokenAccess,
@@ -64,8 +66,6 @@ def open_model_file(bcfg: Any, model_path: str, **overrides: Any) -> Any:
 
 def open_tokenizer(model_path: str) -> Any:
     """A GGUF's own tokenizer without its weights (encode/decode/token_text, bos/eos/add_bos)."""
-    from evalkit.backends import llama_log  # noqa: F401  (routes llama.cpp's log first)
-
     return backend_module("llama_cpp").VocabTokenizer(model_path)
 
 
@@ -75,6 +75,8 @@ __all__ = [
     "Capability",
     "Generation",
     "GenerationRequest",
+    "MemoryFacts",
+    "OpenAIEndpoint",
     "OpenedBackend",
     "StateAccess",
     "TextGeneration",

@@ -2,7 +2,8 @@
 
 Every backend generates text (`TextGeneration`). Some also give token-level access to a loaded
 model (`TokenAccess`: tokenize, decode at positions, logits rows, KV cache, sampler) or can save
-and restore a sequence's state (`StateAccess`). A backend class says which in its `capabilities`;
+and restore a sequence's state (`StateAccess`), report the memory llama.cpp allocated
+(`MemoryFacts`) or name the OpenAI-compatible server they talk to (`OpenAIEndpoint`). A backend class says which in its `capabilities`;
 a task kind says which it needs, and the preflight refuses a mismatch before anything loads.
 A new backend is one module with a class satisfying `TextGeneration` plus one line in
 `evalkit.backends.REGISTRY`.
@@ -66,6 +67,8 @@ class Capability(str, Enum):
     TOKEN_ACCESS = "token_access"  # the `TokenAccess` protocol: tokens, decode, logits, KV cache
     STATE = "state"  # the `StateAccess` protocol: save and restore a sequence's KV state
     MODEL_FACTS = "model_facts"  # model_facts(): llama.cpp's own description, size, parameters
+    MEMORY_FACTS = "memory_facts"  # the `MemoryFacts` protocol: buffer sizes llama.cpp allocated
+    OPENAI_API = "openai_api"  # the `OpenAIEndpoint` protocol: a server lm-eval's own clients can call
 
 
 @runtime_checkable
@@ -73,10 +76,15 @@ class TextGeneration(Protocol):
     """Every backend: generate text for chat messages, describe itself, release what it holds."""
 
     capabilities: frozenset[Capability]
+    concurrency: int  # requests the generation runner may have in flight at once (1: in process)
 
     def info(self) -> BackendInfo: ...
 
     def generate(self, request: GenerationRequest) -> Generation: ...
+
+    def cancel(self) -> None:
+        """Ctrl-C: make requests in flight stop early (nothing to do where generate runs in this thread)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -94,6 +102,7 @@ class TokenAccess(Protocol):
 
     n_ctx: int
     n_batch: int
+    n_threads_batch: int  # threads a decode uses: the runners' row maths use as many
     n_vocab: int
 
     @property
@@ -143,6 +152,23 @@ class StateAccess(Protocol):
     def save_state(self) -> Any: ...
 
     def restore_state(self, state: Any) -> bool: ...
+
+
+@runtime_checkable
+class OpenAIEndpoint(Protocol):
+    """An OpenAI-compatible server behind the backend: lm-eval's remote models call it directly."""
+
+    base_url: str  # up to and including /v1
+    request_model: str  # the model name requests carry
+
+
+@runtime_checkable
+class MemoryFacts(Protocol):
+    """The memory llama.cpp reported allocating while loading (its log, not our estimate)."""
+
+    def memory_facts(self) -> dict[str, int | None]:
+        """`MemoryRecord` fields: kv_cache_bytes, compute_buffer_bytes, and a drafter's draft_*."""
+        ...
 
 
 def capabilities_of(backend_or_class: Any) -> frozenset[Capability]:

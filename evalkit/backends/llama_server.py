@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from evalkit.backends.base import BackendInfo, DraftStats
+from evalkit.backends.base import BackendInfo, Capability, DraftStats
 from evalkit.backends.openai import OpenAIBackend
 from evalkit.config import LlamaServerBackendConfig
 from evalkit.errors import BackendError
@@ -218,6 +218,7 @@ class LlamaServerBackend(OpenAIBackend):
     """The OpenAI path against a llama-server evalkit owns: start, evaluate, stop."""
 
     type = "llama_server"
+    capabilities = OpenAIBackend.capabilities | {Capability.MEMORY_FACTS}
 
     def __init__(
         self,
@@ -257,9 +258,13 @@ class LlamaServerBackend(OpenAIBackend):
             raise
         # Our own server on loopback: no key is sent (an OPENAI_API_KEY in the env stays unused).
         super().__init__(cfg, api_key=None, base_url=f"{self.server.url}/v1")
-        from evalkit.backends.llama_cpp import _parse_load_log
+        from evalkit.backends.llama_cpp import parse_load_log
 
-        self.load_facts = _parse_load_log(self.server.log_text())
+        self.load_facts = parse_load_log(self.server.log_text())
+
+    def memory_facts(self) -> dict[str, int | None]:
+        """The server's own KV cache and compute buffers, from its load log."""
+        return self.load_facts.memory_fields()
 
     def info(self) -> BackendInfo:
         base = super().info()
@@ -347,7 +352,6 @@ BACKEND = LlamaServerBackend
 def open_backend(run_cfg, **overrides):
     """Resolve the model file locally (same hash as in-process), start llama-server on it."""
     from evalkit.backends import OpenedBackend
-    from evalkit.backends.llama_cpp import model_record
     from evalkit.models import resolve_model
 
     unknown = set(overrides) - {"n_ctx"}
@@ -361,4 +365,4 @@ def open_backend(run_cfg, **overrides):
     except BaseException:
         backend.close()
         raise
-    return OpenedBackend(backend=backend, model=model_record(resolved), resolved=resolved)
+    return OpenedBackend(backend=backend, model=resolved.record(), resolved=resolved)

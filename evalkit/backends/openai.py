@@ -97,7 +97,7 @@ class OpenAIBackend:
     """Generation through an OpenAI-compatible HTTP API; `concurrency` requests at a time."""
 
     type = "openai"
-    capabilities = frozenset({Capability.TEXT_GENERATION})
+    capabilities = frozenset({Capability.TEXT_GENERATION, Capability.OPENAI_API})
 
     def __init__(self, cfg: OpenAIBackendConfig, *, api_key: str | None = None, base_url: str | None = None):
         self.cfg = cfg

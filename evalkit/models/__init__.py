@@ -14,6 +14,7 @@ from evalkit.models.hub import hub_path
 from evalkit.models.identity import GgufInfo, file_sha256, gguf_info
 from evalkit.models.ladder import FLOAT_TYPES, build_variant, normalize_quant
 from evalkit.paths import CONF_DIR
+from evalkit.records import ModelRecord
 
 
 class ResolvedModel(BaseModel):
@@ -31,6 +32,19 @@ class ResolvedModel(BaseModel):
     provenance: str  # honest description of the weights, e.g. "f16 of the shipped Q4_1 weights"
     base_sha256: str | None = None  # the file a ladder variant was built from
     synthetic: str | None = None  # random-weight stand-in: says so (evalkit.models.synthetic)
+
+    def record(self) -> ModelRecord:
+        """What records say about this file: its identity here, its facts from the GGUF header."""
+        return ModelRecord(
+            **self.model_dump(include=_OWN_FIELDS),
+            **self.gguf.model_dump(include=_GGUF_FIELDS),
+            path=str(self.path),
+        )
+
+
+_OWN_FIELDS = {"name", "family", "variant", "sha256", "size_bytes", "bits_per_weight", "qat", "provenance",
+               "base_sha256", "synthetic"}
+_GGUF_FIELDS = {"file_type", "architecture", "parameter_count", "context_length", "n_vocab"}
 
 
 def resolve_model(cfg: ModelConfig) -> ResolvedModel:

@@ -69,7 +69,7 @@ def build_variant(base: Path, base_sha256: str, quant: str) -> Path:
 
 
 def _quantize(src: Path, dst: Path, quant: str) -> None:
-    from evalkit.backends.llama_native import quantize  # its per-tensor log goes to the buffer
+    from evalkit.backends.llama_cpp.native import quantize  # its per-tensor log goes to the buffer
 
     rc = quantize(src, dst, QUANT_TYPES[quant])
     if rc != 0 or not dst.is_file():

@@ -95,8 +95,7 @@ def run(ctx) -> RunResult:
 def _write(ctx, suite: Suite, jobs: list[Job], store: SampleStore, status: str, message: str | None):
     wanted = {j.key for j in jobs}
     records = [r for r in store.latest() if r.key in wanted]
-    concurrency = getattr(ctx.backend, "concurrency", 1)
-    summary = summarize(records, len({j.prompt.id for j in jobs}), concurrency)
+    summary = summarize(records, len({j.prompt.id for j in jobs}), ctx.backend.concurrency)
     result = ctx.result(
         status,
         message,
@@ -111,7 +110,7 @@ def _write(ctx, suite: Suite, jobs: list[Job], store: SampleStore, status: str, 
 def _run_jobs(ctx, suite: Suite, todo: list[Job], store: SampleStore, backend_type: str, system_prompt):
     """Run jobs (concurrently when the backend allows); returns a reason if it had to stop."""
     backend = ctx.backend
-    workers = max(1, int(getattr(backend, "concurrency", 1)))
+    workers = max(1, int(backend.concurrency))
     streak = 0
     lock = threading.Lock()
     stop_reason: str | None = None
@@ -248,9 +247,7 @@ def _pool(backend, workers: int):
     try:
         yield pool
     except BaseException:
-        cancel = getattr(backend, "cancel", None)
-        if cancel is not None:
-            cancel()
+        backend.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)

@@ -229,7 +229,11 @@ def _build_lm(ctx) -> _Built:
             "lm": f"evalkit-llama/{LM_VERSION}",
         }
         return _Built(lm, "evalkit-llama", identity, local=lm)
-    return _build_remote(ctx, sampling)
+    if Capability.OPENAI_API in capabilities_of(ctx.backend):
+        return _build_remote(ctx, sampling)
+    raise TaskError(
+        f"task={task.name} needs token_access or openai_api, and backend={cfg.backend.type} has neither"
+    )
 
 
 def _build_remote(ctx, sampling) -> _Built:
@@ -245,8 +249,7 @@ def _build_remote(ctx, sampling) -> _Built:
     bcfg = cfg.backend
     backend = ctx.backend
     api_key = bcfg.api_key()
-    base_url = getattr(backend, "base_url", bcfg.base_url)
-    model = getattr(backend, "request_model", bcfg.model)
+    base_url, model = backend.base_url, backend.request_model
     common = dict(
         model=model,
         api_key=api_key,

@@ -81,3 +81,21 @@ def test_a_backend_without_the_capability_is_refused_before_it_opens(monkeypatch
 def test_an_unknown_kind_is_one_line():
     with pytest.raises(ConfigError, match="unknown task kind 'nope'; available: generation, kld, lm_eval"):
         get_kind("nope")
+
+
+def test_memory_facts_come_only_from_a_backend_that_declares_them(monkeypatch, tmp_path):
+    cfg = config(GenerationTaskConfig(name="constraints", file="constraints", samples=1, prompts=PROMPTS[:1]))
+    facts = {"kv_cache_bytes": 4096, "draft_kv_cache_bytes": 0}
+    monkeypatch.setattr(fake_backend.FakeBackend, "memory_facts", lambda self: facts, raising=False)
+    fake_backend.install(monkeypatch)  # it has the method but does not declare it: not asked
+    assert execute(cfg, tmp_path / "undeclared").memory.kv_cache_bytes is None
+    declared = fake_backend.FakeBackend.capabilities | {Capability.MEMORY_FACTS}
+    fake_backend.install(monkeypatch, capabilities=declared)
+    m = execute(cfg, tmp_path / "declared").memory
+    assert (m.kv_cache_bytes, m.draft_kv_cache_bytes, m.compute_buffer_bytes) == (4096, 0, None)
+
+
+def test_backends_declare_what_run_and_lm_eval_ask_of_them():
+    assert {Capability.MEMORY_FACTS, Capability.OPENAI_API} <= capabilities("llama_server")
+    assert Capability.OPENAI_API in capabilities("openai") and Capability.MEMORY_FACTS not in capabilities("openai")
+    assert capabilities("llama_cpp") == frozenset(Capability)

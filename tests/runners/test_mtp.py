@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_one_line_error
 from evalkit.backends.base import GenerationRequest
 from evalkit.backends.llama_cpp import LlamaCppBackend
-from evalkit.backends.llama_mtp import MtpDrafter
+from evalkit.backends.llama_cpp.mtp import MtpDrafter
 from evalkit.config import LlamaCppBackendConfig, SamplingConfig
 from evalkit.errors import BackendError
 from evalkit.models.synthetic import Gemma4TinySpec, build_gemma4_tiny

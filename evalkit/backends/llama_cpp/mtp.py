@@ -13,7 +13,7 @@ llama.cpp's `common/speculative.cpp` (draft-mtp, shared-memory mode) and llama-c
   drafter's greedy token, and feeds (that token, the drafter's own output state) back at the
   same position, `num_pred_tokens` times.
 
-The drafter only proposes: the target verifies every token (evalkit.backends.llama_cpp), so the
+The drafter only proposes: the target verifies every token (evalkit.backends.llama_cpp.backend), so the
 output is the target's whatever the drafter says.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 import llama_cpp
 from llama_cpp import llama_cpp_ext
 
-from evalkit.backends import llama_log
+from evalkit.backends.llama_cpp import log as llama_log
 from evalkit.errors import BackendError, ModelError
 
 

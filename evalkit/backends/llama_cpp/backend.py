@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from evalkit.backends import llama_log
+from evalkit.backends.llama_cpp import log as llama_log
 from evalkit.backends.base import BackendInfo, Capability, DraftStats, Generation, GenerationRequest
 from evalkit.config import LlamaCppBackendConfig, SamplingConfig
 from evalkit.errors import BackendError, ConfigError, ModelError
@@ -49,6 +49,10 @@ class LoadFacts:
     compute_buffer_bytes: int | None
     model_buffer_bytes: int | None
 
+    def memory_fields(self) -> dict[str, int | None]:
+        """The `MemoryRecord` fields these facts fill for the model that was loaded."""
+        return {"kv_cache_bytes": self.kv_cache_bytes, "compute_buffer_bytes": self.compute_buffer_bytes}
+
 
 @dataclass
 class Trace:
@@ -65,10 +69,11 @@ class Trace:
 
 
 class LlamaCppBackend:
-    """TextGeneration, TokenAccess and StateAccess on one llama-cpp-python `Llama`."""
+    """TextGeneration, TokenAccess, StateAccess and MemoryFacts on one llama-cpp-python `Llama`."""
 
     type = "llama_cpp"
     capabilities = frozenset(Capability)
+    concurrency = 1  # one model, one sequence: samples run one after another
 
     def __init__(
         self,
@@ -111,7 +116,7 @@ class LlamaCppBackend:
             why = llama_log.last_error(mark) or str(exc)
             raise ModelError(f"llama.cpp could not load {model_path}: {why}") from None
         self.load_log = llama_log.since(mark)
-        self.load_facts = _parse_load_log(self.load_log)
+        self.load_facts = parse_load_log(self.load_log)
         self.n_ctx = self.llama.n_ctx()
         self.n_batch = self.llama.n_batch
         self.n_vocab = self.llama.n_vocab()
@@ -165,12 +170,15 @@ class LlamaCppBackend:
             },
         )
 
+    def memory_facts(self) -> dict[str, int | None]:
+        return {**self.load_facts.memory_fields(), **self.draft_memory()}
+
     def draft_memory(self) -> dict[str, int | None]:
         """What the draft model adds to memory: its file, and llama.cpp's own buffer sizes."""
         if self.drafter is None or self.draft_path is None:
             return {}
         log = getattr(self.drafter, "load_log", "") or ""
-        facts = _parse_load_log(log)
+        facts = parse_load_log(log)
         # An MTP drafter's cache lines describe the target's layers it reads ("sharing with
         # layer N"): it allocates no KV cache of its own.
         shared = "sharing with layer" in log
@@ -324,12 +332,12 @@ class LlamaCppBackend:
         }
 
     def ggml_build(self) -> str:
-        from evalkit.backends.llama_ggml import ggml_build
+        from evalkit.backends.llama_cpp.ggml import ggml_build
 
         return ggml_build()
 
     def ggml_backends(self) -> str | None:
-        from evalkit.backends.llama_ggml import ggml_backends
+        from evalkit.backends.llama_cpp.ggml import ggml_backends
 
         return ggml_backends()
 
@@ -484,6 +492,9 @@ class LlamaCppBackend:
             total_s=t_end - t0,
             draft=stream.draft_stats if self.drafter is not None else None,
         )
+
+    def cancel(self) -> None:
+        """Nothing to stop: generation runs in the caller's thread, which Ctrl-C interrupts."""
 
     def close(self) -> None:
         if self.drafter is not None:
@@ -648,7 +659,8 @@ _SIZE_RE: dict[str, re.Pattern[str]] = {
 }
 
 
-def _parse_load_log(log: str) -> LoadFacts:
+def parse_load_log(log: str) -> LoadFacts:
+    """The buffer sizes in a load log (llama-cpp-python's, or llama-server's: the same lines)."""
     def total(kind: str) -> int | None:
         values = [float(v) for v in _SIZE_RE[kind].findall(log)]
         return int(sum(values) * _MIB) if values else None
@@ -677,31 +689,6 @@ def make_drafter(
     # The drafter rolls its own cache back after every step: it needs the full-size window cache.
     draft_cfg = cfg.model_copy(update={"speculative": "none", "chat_template": False, "swa_full": True})
     return ModelDrafter(LlamaCppBackend(draft_cfg, str(draft.path)), cfg.num_pred_tokens)
-
-
-def model_record(resolved) -> "ModelRecord":
-    """What records say about a local GGUF (from evalkit.models.ResolvedModel)."""
-    from evalkit.records import ModelRecord
-
-    g = resolved.gguf
-    return ModelRecord(
-        name=resolved.name,
-        family=resolved.family,
-        variant=resolved.variant,
-        sha256=resolved.sha256,
-        size_bytes=resolved.size_bytes,
-        bits_per_weight=resolved.bits_per_weight,
-        file_type=g.file_type,
-        architecture=g.architecture,
-        parameter_count=g.parameter_count,
-        context_length=g.context_length,
-        n_vocab=g.n_vocab,
-        qat=resolved.qat,
-        provenance=resolved.provenance,
-        path=str(resolved.path),
-        base_sha256=resolved.base_sha256,
-        synthetic=getattr(resolved, "synthetic", None),
-    )
 
 
 BACKEND = LlamaCppBackend
@@ -748,14 +735,14 @@ def open_backend(cfg, **overrides):
     if draft is not None:
         backend.draft_name, backend.draft_path = draft_name, str(draft.path)
     if bcfg.speculative == "mtp":
-        from evalkit.backends.llama_mtp import MtpDrafter
+        from evalkit.backends.llama_cpp.mtp import MtpDrafter
 
         try:  # the MTP context shares the target's: it can only be made after the target's
             backend.drafter = MtpDrafter(backend, str(draft.path), draft_name, bcfg.num_pred_tokens)
         except BaseException:
             backend.close()
             raise
-    return OpenedBackend(backend=backend, model=model_record(resolved), resolved=resolved)
+    return OpenedBackend(backend=backend, model=resolved.record(), resolved=resolved)
 
 
 # Architectures that only run inside a target's context (they read its KV cache).

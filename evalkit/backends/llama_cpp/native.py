@@ -1,5 +1,5 @@
 """The llama-cpp-python calls that are not a loaded model's: quantizing a file, the build's
-system info. Kept here so that every llama-cpp-python call lives under evalkit/backends/."""
+system info. Kept here so that every llama-cpp-python call lives under evalkit/backends/llama_cpp/."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ctypes
 import os
 from pathlib import Path
 
-from evalkit.backends import llama_log  # noqa: F401  (routes llama.cpp's log first)
+from evalkit.backends.llama_cpp import log  # noqa: F401  (routes llama.cpp's log first)
 
 import llama_cpp  # noqa: E402
 
