@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.backends.llama_cpp import LlamaCppBackend
+from evalkit.backends import open_model_file
 from evalkit.config import LlamaCppBackendConfig
 from evalkit.corpus import load_corpus
 from evalkit.metrics.kld import ReferenceRows, candidate_rows, reference_rows
@@ -43,7 +43,7 @@ def main() -> None:
     corpus = load_corpus(args.corpus)
 
     ref = resolve_model(load_model_config(args.model, quant=args.reference))
-    b = LlamaCppBackend(bcfg, str(ref.path), n_ctx=args.n_ctx, n_batch=args.n_ctx)
+    b = open_model_file(bcfg, str(ref.path), n_ctx=args.n_ctx, n_batch=args.n_ctx)
     tokens = tokenize_corpus(b, corpus.text)
     plan = plan_chunks(len(tokens), args.n_ctx, args.chunks, b.add_bos, b.bos_token, corpus.name)
     n, v = plan.n_scored, b.n_vocab
@@ -76,7 +76,7 @@ def main() -> None:
     details = []
     for q in args.quants.split(","):
         cand = resolve_model(load_model_config(args.model, quant=q))
-        c = LlamaCppBackend(bcfg, str(cand.path), n_ctx=args.n_ctx, n_batch=args.n_ctx)
+        c = open_model_file(bcfg, str(cand.path), n_ctx=args.n_ctx, n_batch=args.n_ctx)
         exact = np.empty(n)
         approx = {k: np.empty(n) for k in ks}
         for i in range(plan.n_chunks):
