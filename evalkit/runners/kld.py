@@ -32,6 +32,7 @@ from evalkit.refcache import (
     cache_path,
     open_cache,
     remove_stale_tmp,
+    row_settings,
 )
 from evalkit.scoring import (
     ChunkPlan,
@@ -99,12 +100,7 @@ def run(ctx) -> RunResult:
         corpus_sha256=corpus.sha256,
         n_ctx=task.n_ctx,
         chunks=task.chunks,
-        top_k=task.top_k,
-        tail_samples=task.tail_samples,
-        exact=task.exact,
-        type_k=cfg.backend.type_k,
-        type_v=cfg.backend.type_v,
-        flash_attn=cfg.backend.flash_attn,
+        **row_settings(cfg),
     )
     path = cache_path(key)
     remove_stale_tmp(path.parent)
