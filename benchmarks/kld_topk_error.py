@@ -12,30 +12,24 @@ the kld runner uses (evalkit.metrics.kld.reference_rows / candidate_rows).
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from ladder_options import ladder_parser  # benchmarks/, the script's own folder
 
 from evalkit.backends import open_model_file
 from evalkit.config import LlamaCppBackendConfig
 from evalkit.corpus import load_corpus
 from evalkit.metrics.kld import ReferenceRows, candidate_rows, reference_rows
 from evalkit.models import load_model_config, resolve_model
-from evalkit.scoring import Timer, chunk_tokens, plan_chunks, score_chunk, tokenize_corpus
+from evalkit.scoring import Timer, chunk_corpus, chunk_tokens, score_sequence
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2_135m")
-    ap.add_argument("--reference", default="f16")
-    ap.add_argument("--quants", default="q8_0,q6_k,q4_k_m,q4_0,q3_k_m,q2_k")
+    ap = ladder_parser(__doc__.splitlines()[0])
     ap.add_argument("--layouts", default="64+0,128+0,256+0,32+32,64+64,128+64")
-    ap.add_argument("--corpus", default="embedded")
-    ap.add_argument("--n-ctx", type=int, default=512)
-    ap.add_argument("--chunks", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     ks = [tuple(int(x) for x in lay.split("+")) for lay in args.layouts.split(",")]
@@ -44,8 +38,7 @@ def main() -> None:
 
     ref = resolve_model(load_model_config(args.model, quant=args.reference))
     b = open_model_file(bcfg, str(ref.path), n_ctx=args.n_ctx, n_batch=args.n_ctx)
-    tokens = tokenize_corpus(b, corpus.text)
-    plan = plan_chunks(len(tokens), args.n_ctx, args.chunks, b.add_bos, b.bos_token, corpus.name)
+    tokens, plan = chunk_corpus(b, corpus, args.n_ctx, args.chunks)
     n, v = plan.n_scored, b.n_vocab
     tmp = tempfile.TemporaryDirectory(prefix="kld_topk_")
     full = np.lib.format.open_memmap(Path(tmp.name) / "full.npy", mode="w+", dtype=np.float32, shape=(n, v))
@@ -61,7 +54,7 @@ def main() -> None:
             for k, m in ks:
                 compact[(k, m)].append(reference_rows(block, nxt, k, m, u=u))
 
-        score_chunk(b, chunk_tokens(tokens, i, plan), plan, on_ref, Timer())
+        score_sequence(b, chunk_tokens(tokens, i, plan), plan.first, on_ref, Timer())
     b.close()
     print(f"reference {ref.name} [{ref.variant}]: {plan.n_chunks} chunks x {args.n_ctx}, {n} scored tokens, "
           f"corpus {corpus.name} sha256 {corpus.sha256[:12]} ({time.perf_counter() - t0:.0f} s)")
@@ -89,7 +82,7 @@ def main() -> None:
                 for k in ks:
                     approx[k][g] = candidate_rows(block, nxt, compact[k].rows(g)).kld
 
-            score_chunk(c, chunk_tokens(tokens, i, plan), plan, on_cand, Timer())
+            score_sequence(c, chunk_tokens(tokens, i, plan), plan.first, on_cand, Timer())
         c.close()
         e = float(exact.mean())
         details.append((q, exact.copy(), {k: approx[k].copy() for k in ks}))

@@ -22,7 +22,6 @@ neighbour on the machine hits both tools alike.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ladder_options import ladder_parser  # benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,13 +110,7 @@ def base_file_tokens(path: Path) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2_135m")
-    ap.add_argument("--reference", default="f16")
-    ap.add_argument("--quants", default="q8_0,q6_k,q4_k_m,q4_0,q3_k_m,q2_k")
-    ap.add_argument("--corpus", default="embedded")
-    ap.add_argument("--n-ctx", type=int, default=512)
-    ap.add_argument("--chunks", type=int, default=20)
+    ap = ladder_parser(__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--lp-batch", type=int, default=None, help="llama-perplexity -b (default: n_ctx)")
     ap.add_argument("--flash-attn", choices=("off", "on"), default="off")

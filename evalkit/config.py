@@ -386,6 +386,7 @@ def _is_union_tag(part: Any) -> bool:
 
 # Hydra group -> {option type: schema}; conf/<group>/<name>.yaml starts with `- base_<group>_<type>`.
 HYDRA_BASES: dict[str, dict[str, type[Strict]]] = {
+    "model": {"gguf": ModelConfig},
     "backend": {
         "llama_cpp": LlamaCppBackendConfig,
         "openai": OpenAIBackendConfig,
@@ -399,9 +400,10 @@ HYDRA_BASES: dict[str, dict[str, type[Strict]]] = {
         "lm_eval": LmEvalTaskConfig,
     },
 }
-# Per-task text, not a setting: a task YAML that has one says it. (The composed config's keys feed
-# the run directory's hash, so the base adds no key a YAML did not already have.)
-_NOT_IN_BASE = {"description"}
+# Not in any base. The composed config's keys feed the run directory's hash, so a base adds no key
+# its YAMLs did not already have: `description` is per-file text, and only the synthetic models
+# ever had a `synthetic` key.
+_NOT_IN_BASE = {"description", "synthetic"}
 
 
 def hydra_base(schema: type[Strict]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +34,36 @@ MAGIC = b"EVKREF\x00\x01"
 VERSION = 1
 HEADER_SLOT = 4096  # bytes reserved for magic + length + header JSON
 _READ_BLOCK = 8 * 1024 * 1024
+_ROW_FIELDS = tuple(f.name for f in fields(ReferenceRows))  # top_ids, top_lp, ..., full_lp
 
 
-class CacheKey(BaseModel):
-    """Everything the stored reference depends on: change one, get another file."""
+class RowSettings(BaseModel):
+    """What both caches' rows depend on besides the text: what is kept of each row (K, M, exact)
+    and the KV-cache settings that computed it. Keys hash with sorted fields (stable_hash), so
+    sharing these does not change a cache file's name."""
 
-    reference_sha256: str
-    corpus_sha256: str
-    n_ctx: int
-    chunks: int | None  # as asked (None: the whole corpus)
     top_k: int
     tail_samples: int
     exact: bool
     type_k: str = "f16"
     type_v: str = "f16"
     flash_attn: bool = False
+
+
+def row_settings(cfg) -> dict[str, Any]:
+    """A task=kld run's RowSettings: its task's K, M and exact mode, its backend's KV cache."""
+    task, backend = cfg.task, cfg.backend
+    return dict(top_k=task.top_k, tail_samples=task.tail_samples, exact=task.exact,
+                type_k=backend.type_k, type_v=backend.type_v, flash_attn=backend.flash_attn)
+
+
+class CacheKey(RowSettings):
+    """Everything the stored reference depends on: change one, get another file."""
+
+    reference_sha256: str
+    corpus_sha256: str
+    n_ctx: int
+    chunks: int | None  # as asked (None: the whole corpus)
 
 
 class CacheHeader(BaseModel):
@@ -114,15 +129,7 @@ class ChunkRecord:
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.tokens = arrays["tokens"]
-        self.rows = ReferenceRows(
-            top_ids=arrays["top_ids"],
-            top_lp=arrays["top_lp"],
-            log_rest=arrays["log_rest"],
-            lp_next=arrays["lp_next"],
-            tail_ids=arrays["tail_ids"],
-            tail_lp=arrays["tail_lp"],
-            full_lp=arrays.get("full_lp"),
-        )
+        self.rows = ReferenceRows(**{f: arrays.get(f) for f in _ROW_FIELDS})  # full_lp: exact mode only
 
 
 class RefCache:
@@ -224,16 +231,7 @@ class CacheWriter:
         self._chunks = 0
 
     def add(self, tokens: np.ndarray, rows: ReferenceRows) -> None:
-        arrays = {
-            "tokens": tokens,
-            "top_ids": rows.top_ids,
-            "top_lp": rows.top_lp,
-            "log_rest": rows.log_rest,
-            "lp_next": rows.lp_next,
-            "tail_ids": rows.tail_ids,
-            "tail_lp": rows.tail_lp,
-            "full_lp": rows.full_lp,
-        }
+        arrays = {"tokens": tokens, **{f: getattr(rows, f) for f in _ROW_FIELDS}}
         for name, dtype, shape in self.layout.fields():
             a = np.ascontiguousarray(arrays[name], dtype=dtype)
             if a.shape != shape:
@@ -288,7 +286,7 @@ def remove_stale_tmp(directory: Path) -> None:
 # ---------------------------------------------------------------------------- responses:<task>
 
 
-class ResponsesKey(BaseModel):
+class ResponsesKey(RowSettings):
     """What the reference's answers to a task's prompts (and its distributions on them) depend on."""
 
     reference_sha256: str
@@ -298,15 +296,6 @@ class ResponsesKey(BaseModel):
     sampling: dict[str, Any]
     chat_template: bool
     system_prompt: str | None = None
-    top_k: int
-    tail_samples: int
-    exact: bool
-    type_k: str = "f16"
-    type_v: str = "f16"
-    flash_attn: bool = False
-
-
-_ROW_FIELDS = ("top_ids", "top_lp", "log_rest", "lp_next", "tail_ids", "tail_lp", "full_lp")
 
 
 def responses_path(key: ResponsesKey) -> Path:

@@ -79,20 +79,6 @@ class Timer:
         return self.decode_s + self.process_s
 
 
-def score_chunk(
-    backend,
-    chunk: np.ndarray,
-    plan: ChunkPlan,
-    on_rows: Callable[[int, np.ndarray, np.ndarray], None],
-    timer: Timer,
-    row_block: int = ROW_BLOCK,
-    pool: ThreadPoolExecutor | None = None,
-) -> None:
-    """One corpus chunk (llama-perplexity's protocol): its second half scored."""
-    rows = score_sequence(backend, chunk, plan.first, on_rows, timer, row_block=row_block, pool=pool)
-    assert rows == plan.n_rows, (rows, plan.n_rows)
-
-
 def score_sequence(
     backend,
     seq: np.ndarray,
@@ -104,6 +90,8 @@ def score_sequence(
 ) -> int:
     """Decode seq on an empty cache and call on_rows(row0, logits_block, next_tokens) for the
     positions first .. len(seq) - 2 (row r predicts token first + r + 1); returns the row count.
+    A corpus chunk (llama-perplexity's protocol) is seq = an n_ctx chunk, first = plan.first: its
+    plan.n_rows rows are its second half.
 
     Logits are asked for those rows only. `logits_block` is a view of llama.cpp's output buffer,
     valid only during the call. With a pool, blocks are processed in parallel while llama.cpp's
@@ -161,6 +149,12 @@ def backend_overrides(cfg) -> dict[str, int]:
 def tokenize_corpus(backend, text: str) -> np.ndarray:
     """The whole text at once, BOS first when the model adds one (llama-perplexity's tokenize)."""
     return np.asarray(backend.tokenize(text, add_bos=backend.add_bos), dtype=np.int32)
+
+
+def chunk_corpus(backend, corpus, n_ctx: int, chunks: int | None) -> tuple[np.ndarray, ChunkPlan]:
+    """(tokens, plan): the corpus tokenized once and cut into chunks, as llama-perplexity does."""
+    tokens = tokenize_corpus(backend, corpus.text)
+    return tokens, plan_chunks(len(tokens), n_ctx, chunks, backend.add_bos, backend.bos_token, corpus.name)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""conf/ YAMLs hold only what differs from the pydantic schemas' defaults (evalkit/config.py)."""
+"""conf/ YAMLs (task, backend, model) hold only what differs from the pydantic schemas' defaults (evalkit/config.py)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,15 @@ def test_a_default_is_overridable_and_validated(composed):
     data = composed("task=stress_quick", "task.sampling.max_tokens=16", "backend.n_ctx=512")
     assert data["task"]["sampling"]["max_tokens"] == 16 and data["backend"]["n_ctx"] == 512
     assert composed("task=stress_quick")["task"]["sampling"]["max_tokens"] == 768
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
+def test_every_model_composes_to_its_schemas_values(composed, model):
+    from evalkit.models import load_model_config
+
+    whole = composed(f"model={model}")
+    data, dumped = whole["model"], validate_run_config(whole).model.model_dump()
+    assert {k: dumped[k] for k in data} == data
+    assert set(hydra_base(type(validate_run_config(whole).model))) <= set(data)
+    # read outside Hydra (references, drafters): the same model
+    assert load_model_config(model).model_dump() == dumped

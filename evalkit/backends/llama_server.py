@@ -65,10 +65,17 @@ def find_binary(name: str | None) -> str:
     return found
 
 
-def binary_version(binary: str) -> str | None:
+def _ask(binary: str, flag: str, timeout: float) -> subprocess.CompletedProcess | None:
+    """`binary flag` run to its end; None when it cannot start or does not answer in time."""
     try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+        return subprocess.run([binary, flag], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def binary_version(binary: str) -> str | None:
+    out = _ask(binary, "--version", 30)
+    if out is None:
         return None
     lines = [ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("version")]
     return lines[0] if lines else None
@@ -84,11 +91,8 @@ def server_help(binary: str) -> str:
     except OSError:
         key = (binary, 0.0)
     if key not in _HELP_CACHE:
-        try:
-            out = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=60)
-            _HELP_CACHE[key] = out.stdout + out.stderr
-        except (OSError, subprocess.TimeoutExpired):
-            _HELP_CACHE[key] = ""
+        out = _ask(binary, "--help", 60)
+        _HELP_CACHE[key] = "" if out is None else out.stdout + out.stderr
     return _HELP_CACHE[key]
 
 
@@ -133,11 +137,8 @@ def speculative_args(help_text: str, method: str, draft_path: str, n_max: int, l
 
 def binary_flavour(binary: str) -> str | None:
     """"cpu", "cuda", ...: the devices the binary's llama.cpp build can use (--list-devices)."""
-    try:
-        out = subprocess.run([binary, "--list-devices"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return flavour_from_names(out.stdout + out.stderr) if out.returncode == 0 else None
+    out = _ask(binary, "--list-devices", 60)
+    return flavour_from_names(out.stdout + out.stderr) if out is not None and out.returncode == 0 else None
 
 
 class ServerProcess:

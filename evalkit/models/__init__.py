@@ -137,6 +137,7 @@ def load_model_config(name: str, **overrides) -> ModelConfig:
             f"unknown model config '{name}'; available: {', '.join(model_config_names())}"
         )
     data = yaml.safe_load(path.read_text()) or {}
+    data.pop("defaults", None)  # `- base_model_gguf`: ModelConfig's own defaults, which validation fills
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ModelConfig.model_validate(data)

@@ -265,15 +265,22 @@ def _common_keys(w, arch: str, s: Gemma4TinySpec, swa: list[bool], n_head: int) 
     w.add_float32(f"{arch}.rope.freq_base_swa", 1e4)
 
 
-def _write_target(path: Path, s: Gemma4TinySpec, tok: dict, r: _Weights) -> None:
+def _open_writer(path: Path, arch: str, name: str, s: Gemma4TinySpec, n_layer: int):
+    """(writer, sliding flag per layer): a float32 GGUF of the pair with the keys both files share;
+    every layer but the last slides."""
     import gguf
 
-    arch = "gemma4"
-    swa = [i < s.n_layer - 1 for i in range(s.n_layer)]
+    swa = [i < n_layer - 1 for i in range(n_layer)]
     w = gguf.GGUFWriter(str(path), arch)
-    w.add_name("gemma4-tiny (random weights, synthetic)")
+    w.add_name(name)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     _common_keys(w, arch, s, swa, s.n_head)
+    return w, swa
+
+
+def _write_target(path: Path, s: Gemma4TinySpec, tok: dict, r: _Weights) -> None:
+    arch = "gemma4"
+    w, swa = _open_writer(path, arch, "gemma4-tiny (random weights, synthetic)", s, s.n_layer)
     w.add_uint32(f"{arch}.embedding_length", s.n_embd)
     w.add_uint32(f"{arch}.feed_forward_length", s.n_ff)
     w.add_uint32(f"{arch}.embedding_length_per_layer_input", 0)
@@ -304,14 +311,8 @@ def _write_target(path: Path, s: Gemma4TinySpec, tok: dict, r: _Weights) -> None
 
 
 def _write_drafter(path: Path, s: Gemma4TinySpec, tok: dict, r: _Weights) -> None:
-    import gguf
-
     arch = "gemma4-assistant"
-    swa = [i < s.d_layer - 1 for i in range(s.d_layer)]
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_name("gemma4-tiny-assistant (random weights, synthetic)")
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
-    _common_keys(w, arch, s, swa, s.n_head)
+    w, swa = _open_writer(path, arch, "gemma4-tiny-assistant (random weights, synthetic)", s, s.d_layer)
     w.add_uint32(f"{arch}.embedding_length", s.d_embd)
     w.add_uint32(f"{arch}.embedding_length_out", s.n_embd)  # the target's hidden size
     w.add_uint32(f"{arch}.feed_forward_length", s.d_ff)

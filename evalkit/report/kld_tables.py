@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evalkit.records import KldSummary, RunResult
-from evalkit.report.tables import header
+from evalkit.report.tables import fitted_table, header
 from evalkit.rundir import completed_runs_of_task
 
 
@@ -22,20 +22,27 @@ def print_perplexity(result: RunResult, console: Console) -> None:
     p = result.perplexity
     if p is None:
         return
-    table = Table(title=escape(header(result)), title_justify="left")
-    for col in ("corpus", "n_ctx", "chunks", "scored", "PPL", "± (clustered)", "tok/s"):
-        table.add_column(col, justify="left" if col == "corpus" else "right")
-    table.add_row(
-        p.corpus,
-        str(p.n_ctx),
-        str(p.n_chunks),
-        str(p.n_scored),
-        f"{p.ppl:.4f} ± {p.ppl_se:.4f}",
-        f"{p.ppl_se_clustered:.4f}" if p.ppl_se_clustered is not None else "-",
-        f"{p.timing.tokens_per_s:.0f}",
-    )
+    cells = {
+        "corpus": p.corpus,
+        "n_ctx": str(p.n_ctx),
+        "chunks": str(p.n_chunks),
+        "scored": str(p.n_scored),
+        "PPL": f"{p.ppl:.4f} ± {p.ppl_se:.4f}",
+        "± (clustered)": f"{p.ppl_se_clustered:.4f}" if p.ppl_se_clustered is not None else "-",
+        "tok/s": f"{p.timing.tokens_per_s:.0f}",
+    }
+    # whole cells: at a narrow width the settings go first, never a digit of the PPL
+    table = _whole(header(result), [(h, [c]) for h, c in cells.items()], console, priority=[4, 5, 0, 6, 3, 2, 1])
     console.print(table)
     console.print(f"corpus: {p.corpus_description}, sha256 {p.corpus_sha256[:16]}…, {p.corpus_tokens} tokens")
+
+
+def _whole(title: str, columns: list[tuple[str, list[str]]], console: Console, priority: list[int], **style) -> Table:
+    """A table of whole cells that fits the console, naming in its caption what did not fit."""
+    table, dropped = fitted_table(title, columns, console.width, left={"corpus", "variant"}, priority=priority, **style)
+    if dropped:
+        table.caption = "not shown at this width: " + ", ".join(dropped) + " (results.json has them)"
+    return table
 
 
 def _same_setting(a: KldSummary, b: KldSummary) -> bool:
@@ -63,23 +70,21 @@ def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) 
     if k is None:
         return
     rows = ladder(result, out_dir)
-    title = escape(
+    title = (
         f"KL divergence vs {k.reference_model} [{k.reference_variant}] · corpus {k.corpus} "
         f"({k.n_chunks} chunks × {k.n_ctx}, {k.n_scored} tokens scored)"
     )
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     cols = ("variant", "MiB", "bpw", "PPL", "ln(PPL/ref)", "KLD mean", "± SE", "± cl.",
             "median", "p99", "max", "same top %", "Δp RMS", "tok/s")
-    for col in cols:
-        table.add_column(col, justify="left" if col == "variant" else "right")
+    data = []
     for r in rows:
         m, s = r.model, r.kld
         assert s is not None
         mark = " ←" if r.run_id == result.run_id else ""
         cl = s.kld_se_clustered
         size = m.size_bytes
-        table.add_row(
-            escape(f"{m.variant}{mark}"),
+        data.append([
+            f"{m.variant}{mark}",
             f"{size / 2**20:.0f}" if size else "-",
             f"{m.bits_per_weight or 0:.2f}",
             f"{s.ppl:.3f}",
@@ -93,7 +98,11 @@ def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) 
             f"{s.same_top_pct:.2f}±{s.same_top_se_pct:.2f}",
             f"{100 * s.dp_rms:.3f}%",
             f"{s.timing.tokens_per_s:.0f}",
-        )
+        ])  # fmt: skip
+    columns = [(h, [row[i] for row in data]) for i, h in enumerate(cols)]
+    # kept longest: variant, KLD mean and its SE, same top, PPL; first to go: timing, the tails, size
+    priority = [0, 5, 6, 11, 3, 4, 9, 7, 2, 1, 8, 10, 12, 13]
+    table = _whole(title, columns, console, priority, box=box.SIMPLE_HEAD, pad_edge=False)
     console.print(table)
     mode = "exact full-vocabulary reference" if k.exact else f"top-{k.top_k} reference cache"
     console.print(escape(f"reference: {k.reference}"))

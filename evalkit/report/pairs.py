@@ -212,6 +212,8 @@ def confounds(a: Run, b: Run, sa, sb, counts: dict[str, tuple[int, int]]) -> tup
         flags.append(f"hardware: {a.result.hardware.label} vs {b.result.hardware.label}")
     if a.result.backend.build != b.result.backend.build:
         flags.append(f"llama.cpp build: {a.result.backend.build} vs {b.result.backend.build}")
+    if a.result.backend.flavour != b.result.backend.flavour:  # cpu / cuda / metal ... build of llama.cpp
+        flags.append(f"llama.cpp flavour: {a.result.backend.flavour} vs {b.result.backend.flavour}")
     if a.result.backend.device != b.result.backend.device:
         flags.append(f"device: {a.result.backend.device} vs {b.result.backend.device}")
     other = sorted(

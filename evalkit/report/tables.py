@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -136,11 +138,13 @@ def fitted_table(
     caption: str | None = None,
     prose: frozenset[str] = frozenset(),
     priority: list[int] | None = None,
+    **style: Any,
 ) -> tuple[Table, list[str]]:
     """A rich table of whole cells (no_wrap; `prose` columns wrap between words only) holding
-    the columns that fit, and the dropped headers."""
+    the columns that fit, and the dropped headers. `style`: rich Table options (box, pad_edge);
+    the fit assumes a box with vertical lines, so a lighter box only leaves spare room."""
     shown, dropped = fit_columns(columns, width, keep, priority, prose)
-    table = Table(title=escape(title), title_justify="left", caption=caption, caption_justify="left")
+    table = Table(title=escape(title), title_justify="left", caption=caption, caption_justify="left", **style)
     for i in shown:
         h = columns[i][0]
         table.add_column(escape(h), justify="left" if h in left else "right", no_wrap=h not in prose,

@@ -32,16 +32,16 @@ from evalkit.refcache import (
     cache_path,
     open_cache,
     remove_stale_tmp,
+    row_settings,
 )
 from evalkit.scoring import (
     ChunkPlan,
     Timer,
+    chunk_corpus,
     chunk_pass,
     chunk_tokens,
-    plan_chunks,
-    score_chunk,
+    score_sequence,
     timing_summary,
-    tokenize_corpus,
 )
 
 # Exact mode keeps n_vocab float32 per scored token: for validation runs only.
@@ -99,12 +99,7 @@ def run(ctx) -> RunResult:
         corpus_sha256=corpus.sha256,
         n_ctx=task.n_ctx,
         chunks=task.chunks,
-        top_k=task.top_k,
-        tail_samples=task.tail_samples,
-        exact=task.exact,
-        type_k=cfg.backend.type_k,
-        type_v=cfg.backend.type_v,
-        flash_attn=cfg.backend.flash_attn,
+        **row_settings(cfg),
     )
     path = cache_path(key)
     remove_stale_tmp(path.parent)
@@ -163,8 +158,7 @@ def reference_backend(ctx, ref, cand):
 
 def _reference_pass(ctx, backend, corpus: Corpus, key: CacheKey, path: Path, label: str) -> RefCache:
     t0 = time.perf_counter()
-    tokens = tokenize_corpus(backend, corpus.text)
-    plan = plan_chunks(len(tokens), key.n_ctx, key.chunks, backend.add_bos, backend.bos_token, corpus.name)
+    tokens, plan = chunk_corpus(backend, corpus, key.n_ctx, key.chunks)
     n_vocab = backend.n_vocab
     if key.exact and plan.n_scored * n_vocab * 4 > EXACT_LIMIT_BYTES:
         raise TaskError(
@@ -198,7 +192,7 @@ def _reference_pass(ctx, backend, corpus: Corpus, key: CacheKey, path: Path, lab
                     u = np.random.default_rng((i, r0)).random(len(nxt))  # reproducible tail draws
                     parts[r0] = reference_rows(block, nxt, k, header.tail_samples, u=u, full=key.exact)
 
-                score_chunk(backend, chunk, plan, on_rows, timer, pool=pool)
+                score_sequence(backend, chunk, plan.first, on_rows, timer, pool=pool)
                 writer.add(chunk, ReferenceRows.concat([parts[r] for r in sorted(parts)]))
                 advance()
         return writer.finish(time.perf_counter() - t0)
@@ -290,7 +284,7 @@ def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, b
                 rec = cache.chunk(i)
                 on_rows = scores.on_rows(i * plan.n_rows, rec.rows)
                 # The cache holds the tokens exactly as the reference decoded them (BOS included).
-                score_chunk(backend, np.asarray(rec.tokens), plan, on_rows, timer, pool=pool)
+                score_sequence(backend, np.asarray(rec.tokens), plan.first, on_rows, timer, pool=pool)
                 advance()
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)

@@ -33,7 +33,7 @@ from evalkit.records import (
     RunResult,
     stable_hash,
 )
-from evalkit.refcache import ResponsesCache, ResponsesKey, read_responses, responses_path, write_responses
+from evalkit.refcache import ResponsesCache, ResponsesKey, read_responses, responses_path, row_settings, write_responses
 from evalkit.runners.kld import CandidateScores, reference_backend
 from evalkit.scoring import Timer, chunk_pass, score_sequence, timing_summary
 
@@ -76,12 +76,7 @@ def run(ctx, ref, cand, task_name: str, label: str) -> RunResult:
         sampling=sampling.model_dump(mode="json"),
         chat_template=bool(cfg.backend.chat_template),
         system_prompt=cfg.task.system_prompt if hasattr(cfg.task, "system_prompt") else None,
-        top_k=task.top_k,
-        tail_samples=task.tail_samples,
-        exact=task.exact,
-        type_k=cfg.backend.type_k,
-        type_v=cfg.backend.type_v,
-        flash_attn=cfg.backend.flash_attn,
+        **row_settings(cfg),
     )
     path = responses_path(key)
     cache, why = read_responses(path, key)

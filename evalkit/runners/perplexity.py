@@ -10,12 +10,11 @@ from evalkit.records import PerplexitySummary, RunResult
 from evalkit.scoring import (
     Timer,
     backend_overrides,
+    chunk_corpus,
     chunk_pass,
     chunk_tokens,
-    plan_chunks,
-    score_chunk,
+    score_sequence,
     timing_summary,
-    tokenize_corpus,
 )
 
 
@@ -23,8 +22,7 @@ def run(ctx) -> RunResult:
     task = ctx.cfg.task
     backend = ctx.backend
     corpus = load_corpus(task.corpus)
-    tokens = tokenize_corpus(backend, corpus.text)
-    plan = plan_chunks(len(tokens), task.n_ctx, task.chunks, backend.add_bos, backend.bos_token, corpus.name)
+    tokens, plan = chunk_corpus(backend, corpus, task.n_ctx, task.chunks)
     nll = np.empty(plan.n_scored, dtype=np.float64)
     chunk_of = np.repeat(np.arange(plan.n_chunks), plan.n_rows)
     timer = Timer()
@@ -37,7 +35,7 @@ def run(ctx) -> RunResult:
                     out = candidate_rows(block, nxt)
                     nll[base + r0 : base + r0 + len(nxt)] = -out.lp_next
 
-                score_chunk(backend, chunk_tokens(tokens, i, plan), plan, on_rows, timer, pool=pool)
+                score_sequence(backend, chunk_tokens(tokens, i, plan), plan.first, on_rows, timer, pool=pool)
                 advance()
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)

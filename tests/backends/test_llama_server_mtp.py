@@ -9,16 +9,13 @@ of older and newer llama-server builds.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from cli_runs import greedy_sweep, run_evalkit, runs_by, sample_records, speculative_method
 from conftest import requires_llama_server
 from servers import find_llama_server
 
 from evalkit.backends.llama_server import server_help, spec_types, speculative_args
 from evalkit.errors import BackendError
-from evalkit.records import RunResult, SampleRecord
 
 pytestmark = pytest.mark.slow  # every test here runs a real model
 
@@ -73,32 +70,22 @@ PROMPTS = "[under_fifty_words,one_sentence,no_lists,two_paragraphs]"
 @pytest.fixture(scope="module")
 def server_sweep(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("server_mtp")
-    cmd = [
-        sys.executable, "-m", "evalkit", "-m", "model=gemma4_tiny", "backend=llama_server",
-        f"backend.binary={BINARY}", "backend.n_threads=1", "backend.n_ctx=1024",
-        "backend.speculative=none,mtp", "backend.num_pred_tokens=3", "task=constraints",
-        f"task.prompts={PROMPTS}", "task.sampling.temperature=0", "task.sampling.max_tokens=200",
-        "progress=false",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    sweep = greedy_sweep(
+        "gemma4_tiny", "mtp", "backend=llama_server", f"backend.binary={BINARY}", "backend.n_ctx=1024",
+        "backend.num_pred_tokens=3", f"task.prompts={PROMPTS}", max_tokens=200,
+    )
+    proc = run_evalkit(cwd, *sweep)
     assert proc.returncode == 0, proc.stderr
-    runs = {}
-    for path in (cwd / "outputs").rglob("results.json"):
-        result = RunResult.model_validate_json(path.read_text())
-        runs[result.config["backend"]["speculative"]] = (path.parent, result)
+    runs = runs_by(cwd, speculative_method)
     assert set(runs) == {"none", "mtp"}
     return runs, proc
-
-
-def _samples(run_dir) -> list[SampleRecord]:
-    return [SampleRecord.model_validate_json(ln) for ln in (run_dir / "samples.jsonl").read_text().splitlines()]
 
 
 @requires_llama_server
 def test_greedy_mtp_through_llama_server_equals_plain(server_sweep):
     runs, _ = server_sweep
-    plain = {s.prompt_id: s for s in _samples(runs["none"][0])}
-    mtp = {s.prompt_id: s for s in _samples(runs["mtp"][0])}
+    plain = {s.prompt_id: s for s in sample_records(runs["none"][0])}
+    mtp = {s.prompt_id: s for s in sample_records(runs["mtp"][0])}
     assert set(plain) == set(mtp) and len(plain) == 4
     for pid, s in mtp.items():
         assert s.output == plain[pid].output, pid
@@ -115,14 +102,14 @@ def test_server_mtp_counts_and_flags(server_sweep):
     assert cmd[cmd.index("--spec-draft-n-max") + 1] == "3"
     assert cmd[cmd.index("--spec-draft-model") + 1].endswith(".gguf")
     assert result.backend.settings["draft_model"] == "gemma4_tiny_assistant"
-    samples = _samples(run_dir)
+    samples = sample_records(run_dir)
     for s in samples:
         assert s.drafted_tokens == s.server_timings.get("draft_n", 0)
         assert s.accepted_tokens == s.server_timings.get("draft_n_accepted", 0)
     g = result.generation
     assert g.drafted_tokens == sum(s.drafted_tokens for s in samples) > 0
     assert 0 < g.acceptance_rate < 1  # both the accept and the reject path ran
-    assert all(s.drafted_tokens is None for s in _samples(runs["none"][0]))
+    assert all(s.drafted_tokens is None for s in sample_records(runs["none"][0]))
 
 
 @requires_llama_server

@@ -113,6 +113,7 @@ def write_run(
     hw: HardwareInfo = HW_A,
     type_k: str = "f16",
     build: str = "llama-cpp-python 0.3.36",
+    flavour: str = "cpu",
     samples: dict[str, list[tuple[int, float]]] | None = None,  # prompt -> [(chars, total_s)]
     passed: dict[str, list[bool]] | None = None,
     sampling: dict | None = None,
@@ -131,7 +132,7 @@ def write_run(
                     bits_per_weight=bpw, file_type=file_type, architecture="llama", parameter_count=10**9,
                     n_vocab=1000, qat=qat, provenance=f"constructed {variant}")  # fmt: skip
     backend_cfg = LlamaCppBackendConfig(type_k=type_k, n_threads=8).model_dump(mode="json")
-    info = BackendInfo(type="llama_cpp", build=build, device=hw.gpus[0] if hw.gpus else "CPU",
+    info = BackendInfo(type="llama_cpp", build=build, flavour=flavour, device=hw.gpus[0] if hw.gpus else "CPU",
                        settings={"n_ctx": 4096, "n_threads": 8, "type_k": type_k, "type_v": "f16", "flash_attn": False},
                        output_settings={"type_k": type_k}, chat_template="gguf")  # fmt: skip
     run_id = f"llama_cpp-{stable_hash([model, variant, task, hw.fingerprint, type_k], 10)}"

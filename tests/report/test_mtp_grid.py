@@ -8,28 +8,19 @@ import sys
 
 import numpy as np
 import pytest
+from cli_runs import greedy_sweep, run_evalkit
 
 from evalkit.report.load import load_runs
 from evalkit.report.mtp_grid import grid_rows, wilson
 
-SWEEP = [
-    "-m",
-    "model=gemma4_tiny",
-    "model.quant=null,q4_0",  # the second variant stands in for QAT (no QAT file offline)
-    "backend.speculative=none,mtp",
-    "backend.n_threads=1",
-    "task=constraints",
-    "task.sampling.temperature=0",
-    "task.sampling.max_tokens=48",
-    "progress=false",
-    "print_table=false",
-]
+# the second variant stands in for QAT (no QAT file offline)
+SWEEP = greedy_sweep("gemma4_tiny", "mtp", "print_table=false", quants="null,q4_0")
 
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("grid")
-    proc = subprocess.run([sys.executable, "-m", "evalkit", *SWEEP], cwd=cwd, capture_output=True, text=True, timeout=900)
+    proc = run_evalkit(cwd, *SWEEP)
     assert proc.returncode == 0, proc.stderr
     return cwd / "outputs"
 

@@ -107,13 +107,14 @@ def test_other_confounds_hardware_sampling_build_truncation(tmp_path):
     s = {"p1": [(400, 4.0), (420, 4.1)]}
     write_run(root, model="a", variant="Q4_0", file_type="Q4_0", bpw=4.5, size_bytes=10**9, samples=s)
     write_run(root, model="b", variant="Q4_0", file_type="Q4_0", bpw=4.5, size_bytes=10**9, samples=s, hw=HW_B,
-              build="llama-server b9999", sampling={"temperature": 0.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
+              build="llama-server b9999", flavour="cuda", sampling={"temperature": 0.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
               "repeat_penalty": 1.0, "max_tokens": 64, "seed": 0, "stop": []}, truncated=True)  # fmt: skip
     (rep,) = build_pairs(load_runs([root]).runs, "a:q4_0=b", [])
     flags = " | ".join(rep.confounds)
     for needle in ("hardware: Test CPU 9000 (8 cores) vs Other CPU 7000 (4 cores) + NVIDIA Test GPU",
                    "llama.cpp build", "sampling: max_tokens None vs 64", "temperature 1.0 vs 0.0",
-                   "truncated outputs: 0 of 2 vs 2 of 2", "device: CPU vs NVIDIA Test GPU"):  # fmt: skip
+                   "truncated outputs: 0 of 2 vs 2 of 2", "device: CPU vs NVIDIA Test GPU",
+                   "llama.cpp flavour: cpu vs cuda"):  # fmt: skip
         assert needle in flags, flags
 
 

@@ -5,15 +5,13 @@ scored on the reference's token ids, and f16 against itself scores exactly zero,
 only do if it read the same tokens with the same positions as the reference pass.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from evalkit.records import RunResult
+from cli_runs import fresh_cache_env, run_evalkit, runs_by
 
 pytestmark = pytest.mark.slow  # every test here runs a real model
 
@@ -32,31 +30,20 @@ prompts:
 CAP = 12
 
 
-def evalkit(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evalkit", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from evalkit.paths import cache_dir
-
     cwd = tmp_path_factory.mktemp("kld_responses")
-    cache = tmp_path_factory.mktemp("evalkit_cache")
-    shared_ladder = cache_dir() / "ladder"
-    shared_ladder.mkdir(parents=True, exist_ok=True)
-    (cache / "ladder").symlink_to(shared_ladder, target_is_directory=True)
-    env = {**os.environ, "EVALKIT_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    cache, env = fresh_cache_env(tmp_path_factory)
     (cwd / "two.yaml").write_text(TASK)
     common = ["model=smollm2_135m", "task=kld", f"task.corpus=responses:{cwd / 'two.yaml'}",
               f"task.answer_max_tokens={CAP}", "backend.n_threads=1", "progress=false"]
-    out = {}
+    procs = {}
     for quant in ("q8_0", "q2_k", "f16"):
-        proc = evalkit(cwd, env, *common, f"model.quant={quant}")
+        procs[quant] = proc = run_evalkit(cwd, *common, f"model.quant={quant}", env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        (path,) = [p for p in (cwd / "outputs").rglob("results.json")
-                   if RunResult.model_validate_json(p.read_text()).model.variant == quant]
-        out[quant] = (path.parent, RunResult.model_validate_json(path.read_text()), proc)
+    found = runs_by(cwd, lambda r: r.model.variant)
+    assert set(found) == set(procs)
+    out = {quant: (*found[quant], proc) for quant, proc in procs.items()}
     return cache, out
 
 

@@ -6,12 +6,10 @@ EVALKIT_CACHE; the ladder variants are shared with the default cache so they are
 """
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import fresh_cache_env, run_evalkit, runs_by
 
 from evalkit.metrics.flips import compute_flips, read_items
 from evalkit.records import RunResult
@@ -24,27 +22,13 @@ COMMON = ["model=smollm2_135m", "task=benchmarks", f"task.limit={LIMIT}", "task.
           "backend.n_threads=1", "progress=false"]
 
 
-def evalkit(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "evalkit", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    from evalkit.paths import cache_dir
-
     cwd = tmp_path_factory.mktemp("benchmarks")
-    cache = tmp_path_factory.mktemp("evalkit_cache")
-    shared_ladder = cache_dir() / "ladder"
-    shared_ladder.mkdir(parents=True, exist_ok=True)
-    (cache / "ladder").symlink_to(shared_ladder, target_is_directory=True)
-    env = {**os.environ, "EVALKIT_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
-    proc = evalkit(cwd, env, "-m", *COMMON, "model.quant=q8_0,q2_k")
+    _, env = fresh_cache_env(tmp_path_factory)
+    proc = run_evalkit(cwd, "-m", *COMMON, "model.quant=q8_0,q2_k", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = {}
-    for path in (cwd / "outputs").rglob("results.json"):
-        result = RunResult.model_validate_json(path.read_text())
-        runs[result.model.variant] = (path.parent, result)
+    runs = runs_by(cwd, lambda r: r.model.variant)
     assert set(runs) == {"q8_0", "q2_k"}
     return cwd, env, runs, proc
 
@@ -97,7 +81,7 @@ def test_flips_against_the_reference_variant_come_from_the_records(sweep):
 def test_a_rerun_is_answered_by_lm_evals_cache(sweep):
     cwd, env, runs, _ = sweep
     run_dir, before = runs["q2_k"]
-    proc = evalkit(cwd, env, *COMMON, "model.quant=q2_k")
+    proc = run_evalkit(cwd, *COMMON, "model.quant=q2_k", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     after = RunResult.model_validate_json((run_dir / "results.json").read_text())
     s = after.lm_eval

@@ -12,34 +12,19 @@ import sys
 
 import numpy as np
 import pytest
-
-from evalkit.records import RunResult
+from cli_runs import greedy_sweep, run_evalkit, runs_by, speculative_method
 
 pytestmark = pytest.mark.slow  # every test here runs a real model
 
-SWEEP = [
-    "-m",
-    "model=smollm2_135m",
-    "backend.speculative=none,prompt_lookup",
-    "backend.n_threads=1",
-    "task=constraints",
-    "task.sampling.temperature=0",
-    "task.sampling.max_tokens=48",
-    "progress=false",
-]
+SWEEP = greedy_sweep("smollm2_135m", "prompt_lookup")
 
 
 @pytest.fixture(scope="module")
 def spec_result(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("lossless")
-    proc = subprocess.run(
-        [sys.executable, "-m", "evalkit", *SWEEP], cwd=cwd, capture_output=True, text=True, timeout=900
-    )
+    proc = run_evalkit(cwd, *SWEEP)
     assert proc.returncode == 0, proc.stderr
-    found = [
-        RunResult.model_validate_json(p.read_text()) for p in (cwd / "outputs").rglob("results.json")
-    ]
-    spec = next(r for r in found if r.config["backend"]["speculative"] == "prompt_lookup")
+    spec = runs_by(cwd, speculative_method)["prompt_lookup"][1]
     return spec, proc
 
 
@@ -83,15 +68,11 @@ def test_an_off_by_one_in_the_verify_loop_is_unexplained(tmp_path):
     """The check is not vacuous: a real bug (a verify row read one row early) is caught."""
     script = tmp_path / "inject.py"
     script.write_text(INJECT)
-    args = [
-        "-m", "model=smollm2_135m", "backend.speculative=none,prompt_lookup", "backend.n_threads=1",
-        "task=constraints", "task.prompts=[no_lists,one_sentence,two_paragraphs]",
-        "task.sampling.temperature=0", "task.sampling.max_tokens=32", "progress=false", "print_table=false",
-    ]  # fmt: skip
+    args = greedy_sweep("smollm2_135m", "prompt_lookup", "task.prompts=[no_lists,one_sentence,two_paragraphs]",
+                        "print_table=false", max_tokens=32)
     proc = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
-    found = [RunResult.model_validate_json(p.read_text()) for p in (tmp_path / "outputs").rglob("results.json")]
-    s = next(r for r in found if r.config["backend"]["speculative"] == "prompt_lookup").speculative
+    s = runs_by(tmp_path, speculative_method)["prompt_lookup"][1].speculative
     assert s.n_unexplained >= 1 and s.n_identical_outputs + s.n_numerics_explained + s.n_unexplained == 3
     bad = [d for d in s.divergences if d.verdict == "unexplained"]
     assert all(d.row_max_abs_diff > 1.5 * d.batch_noise_floor for d in bad)

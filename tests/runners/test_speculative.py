@@ -3,55 +3,35 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from cli_runs import greedy_sweep, run_evalkit, runs_by, sample_records, speculative_method
 
-from evalkit.records import RunResult, SampleRecord
+from evalkit.records import RunResult
 from evalkit.speculative import main as speculative_main
 
 pytestmark = pytest.mark.slow  # every test here runs a real model
 
-SWEEP = [
-    "-m",
-    "model=smollm2_135m",
-    "backend.speculative=none,prompt_lookup",
-    "backend.num_pred_tokens=4",
-    "backend.n_threads=1",
-    "task=constraints",
-    "task.prompts=[no_lists,one_sentence]",
-    "task.samples=2",
-    "task.sampling.max_tokens=32",
-    "task.sampling.temperature=0",
-    "progress=false",
-]
+SWEEP = greedy_sweep(
+    "smollm2_135m", "prompt_lookup", "backend.num_pred_tokens=4", "task.prompts=[no_lists,one_sentence]",
+    "task.samples=2", max_tokens=32,
+)
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("spec")
-    proc = subprocess.run(
-        [sys.executable, "-m", "evalkit", *SWEEP], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+    proc = run_evalkit(cwd, *SWEEP, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    runs = {}
-    for path in (cwd / "outputs").rglob("results.json"):
-        result = RunResult.model_validate_json(path.read_text())
-        runs[result.config["backend"]["speculative"]] = (path.parent, result)
+    runs = runs_by(cwd, speculative_method)
     assert set(runs) == {"none", "prompt_lookup"}
     return runs, proc
-
-
-def _samples(run_dir: Path) -> list[SampleRecord]:
-    return [SampleRecord.model_validate_json(ln) for ln in (run_dir / "samples.jsonl").read_text().splitlines()]
 
 
 def test_acceptance_counts_add_up(sweep):
     runs, _ = sweep
     run_dir, result = runs["prompt_lookup"]
-    samples = _samples(run_dir)
+    samples = sample_records(run_dir)
     g = result.generation
     assert len(samples) == 4 and g.n_samples == 4
     for s in samples:
@@ -62,7 +42,7 @@ def test_acceptance_counts_add_up(sweep):
     assert g.drafted_tokens == sum(s.drafted_tokens for s in samples) > 0
     assert g.accepted_tokens == sum(s.accepted_tokens for s in samples)
     assert g.acceptance_rate == pytest.approx(g.accepted_tokens / g.drafted_tokens)
-    plain = _samples(runs["none"][0])
+    plain = sample_records(runs["none"][0])
     assert all(s.drafted_tokens is None for s in plain)
 
 
