@@ -105,7 +105,9 @@ def cli(tmp_path):
 def cli_in_process(tmp_path, capfd):
     """`evalkit.__main__.main()` in this process, as `python -m evalkit` runs it, without the
     interpreter and import start-up (1-4 s a call): argv, cwd, environment, signal and logging
-    state are set for the call and put back after. Output is captured at the file descriptors."""
+    state are set for the call and put back after. Output is captured at the file descriptors.
+    An environment variable a library reads when first imported (HF_HUB_OFFLINE, HF_HOME) needs
+    the subprocess `cli`: here that library may be imported already."""
     import logging
     import signal
 

@@ -79,8 +79,9 @@ def test_unknown_check_in_user_task_file(any_cli, tmp_path):
     assert_one_line_error(any_cli("task=constraints", f"task.file={f}"), "unknown check 'wordcount'")
 
 
-def test_offline_hub_model_says_how_to_pass_a_local_path(any_cli, tmp_path):
-    r = any_cli(
+def test_offline_hub_model_says_how_to_pass_a_local_path(cli, tmp_path):
+    # a real subprocess in both tiers: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME at import
+    r = cli(
         "model=gemma4_12b_qat",
         "task=constraints",
         env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
