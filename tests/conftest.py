@@ -101,6 +101,75 @@ def cli(tmp_path):
     return run
 
 
+@pytest.fixture
+def cli_in_process(tmp_path, capfd):
+    """`evalkit.__main__.main()` in this process, as `python -m evalkit` runs it, without the
+    interpreter and import start-up (1-4 s a call): argv, cwd, environment, signal and logging
+    state are set for the call and put back after. Output is captured at the file descriptors.
+    An environment variable a library reads when first imported (HF_HUB_OFFLINE, HF_HOME) needs
+    the subprocess `cli`: here that library may be imported already."""
+    import logging
+    import signal
+
+    import evalkit.__main__ as entry
+
+    def run(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> CliResult:
+        where = cwd or tmp_path
+        saved_env = {k: os.environ.get(k) for k in env or {}}
+        saved = (sys.argv, os.getcwd(), signal.getsignal(signal.SIGTERM), _logging_state(logging))
+        os.environ.update(env or {})
+        sys.argv = ["evalkit", *args]
+        os.chdir(where)
+        entry._EXIT_CODES.clear()
+        capfd.readouterr()  # only this call's output
+        try:
+            entry.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            out, err = capfd.readouterr()
+            sys.argv, cwd_before, sigterm, logs = saved
+            os.chdir(cwd_before)
+            signal.signal(signal.SIGTERM, sigterm)
+            _restore_logging(logging, logs)
+            entry._EXIT_CODES.clear()
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return CliResult(code, out, err, where)
+
+    return run
+
+
+@pytest.fixture(params=["in_process", pytest.param("subprocess", marks=pytest.mark.slow)])
+def any_cli(request):
+    """The same CLI both ways: in this process for the fast tier, as a real `python -m evalkit`
+    subprocess in the full suite (marked slow)."""
+    return request.getfixturevalue("cli_in_process" if request.param == "in_process" else "cli")
+
+
+def _logging_state(logging) -> dict:
+    """Hydra configures logging for each job (handlers on the root logger, a log file): an
+    in-process run must not leave them behind."""
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    return {lg: (list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers}
+
+
+def _restore_logging(logging, state: dict) -> None:
+    current = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    for lg in current:
+        handlers, level, propagate, disabled = state.get(lg, ([], logging.NOTSET, True, False))
+        for h in lg.handlers:
+            if h not in handlers:
+                h.close()
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate, lg.disabled = propagate, disabled
+
+
 def assert_one_line_error(result: CliResult, *needles: str) -> None:
     """A user error: non-zero exit, one line on stderr naming the problem, no traceback."""
     assert result.returncode != 0, result.stdout + result.stderr

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs a nested pytest (2-5 s): the full suite and CI run them
+
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = [
     "tests/backends/test_llama_server.py::test_sigterm_stops_the_server_and_keeps_samples",

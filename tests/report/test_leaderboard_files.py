@@ -192,6 +192,7 @@ def test_cli_errors_on_pairs_and_metrics(tree):
     assert_one_line_error(leaderboard(tree, "--pair", "g12_q4", "--quiet"), "--pair wants A=B")
 
 
+@pytest.mark.slow  # a real headless Chromium: an integration test, not the fast tier
 @requires_chromium
 def test_html_report_renders_in_chromium(tree, tmp_path):
     chromium = find_chromium()

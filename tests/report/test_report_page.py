@@ -225,6 +225,7 @@ def _probe(tmp_path: Path, page: str, name: str, width: int, csp: bool) -> dict:
     return json.loads(htmlmod.unescape(m.group(1)))
 
 
+@pytest.mark.slow  # a real headless Chromium: an integration test, not the fast tier
 @requires_chromium
 def test_report_in_chromium_fits_and_fetches_nothing(page_tree, tmp_path):
     out = tmp_path / "report.html"

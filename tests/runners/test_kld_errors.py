@@ -6,8 +6,8 @@ import pytest
 from conftest import assert_one_line_error
 
 
-def test_unknown_quant_type_fails_before_the_sweep(cli):
-    r = cli("-m", "model=smollm2_135m", "model.quant=f16,q9_9", "task=kld")
+def test_unknown_quant_type_fails_before_the_sweep(any_cli):
+    r = any_cli("-m", "model=smollm2_135m", "model.quant=f16,q9_9", "task=kld")
     assert_one_line_error(r, "unknown quant type 'q9_9'")
     assert not r.run_dirs()
 

@@ -106,13 +106,13 @@ def test_prints_a_llama_bench_table(speed_run):
     assert "KV cache" in proc.stdout
 
 
-def test_speculative_backend_is_refused(cli):
-    r = cli("task=speed", "backend.speculative=prompt_lookup", "task.pp=[16]", "task.tg=[]")
+def test_speculative_backend_is_refused(any_cli):
+    r = any_cli("task=speed", "backend.speculative=prompt_lookup", "task.pp=[16]", "task.tg=[]")
     assert_one_line_error(r, "speculative")
 
 
-def test_bad_pg_is_one_line(cli):
-    r = cli("task=speed", 'task.pg=["512"]')
+def test_bad_pg_is_one_line(any_cli):
+    r = any_cli("task=speed", 'task.pg=["512"]')
     assert_one_line_error(r, "task.pg")
 
 

@@ -51,18 +51,18 @@ def test_ray_config_composes(hydra_cfg):
     assert ray.ray.init.address is None and ray.ray.remote.num_gpus == 0 and ray.ray.remote.num_cpus == 8
 
 
-def test_cli_prints_the_launcher_config(cli):
+def test_cli_prints_the_launcher_config(any_cli):
     from conftest import assert_one_line_error
 
-    r = cli("hydra/launcher=slurm", "model.quant=q8_0", "--cfg", "hydra", "--package", "hydra.launcher")
+    r = any_cli("hydra/launcher=slurm", "model.quant=q8_0", "--cfg", "hydra", "--package", "hydra.launcher")
     assert r.returncode == 0, r.stderr
     assert "SlurmLauncher" in r.stdout and "exclusive: true" in r.stdout
     # Hydra cannot print a config of a multirun; say so in one line instead of its traceback
-    assert_one_line_error(cli("-m", "hydra/launcher=slurm", "model.quant=q8_0,q4_0", "--cfg", "hydra"), "drop -m")
+    assert_one_line_error(any_cli("-m", "hydra/launcher=slurm", "model.quant=q8_0,q4_0", "--cfg", "hydra"), "drop -m")
 
 
-def test_bad_launcher_name_fails_in_one_line(cli):
+def test_bad_launcher_name_fails_in_one_line(any_cli):
     from conftest import assert_one_line_error
 
-    r = cli("-m", "hydra/launcher=nope", "task=constraints")
+    r = any_cli("-m", "hydra/launcher=nope", "task=constraints")
     assert_one_line_error(r, "unknown hydra/launcher 'nope'", "slurm", "ray_cluster", "submitit_local")
