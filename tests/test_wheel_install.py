@@ -79,7 +79,7 @@ def test_the_installed_wheel_runs_from_any_directory(installed, tmp_path):
                                         site / "evalkit" / "_data" / "tasks"]  # fmt: skip
     assert (site / "evalkit" / "_data" / "tasks" / "lm_eval" / "facts_mc.jsonl").is_file()
     shipped = {f.name for f in (site / "evalkit" / "backends" / "llama_cpp").glob("*.py")}
-    assert shipped == {"__init__.py", "backend.py", "mtp.py", "native.py", "ggml.py", "log.py"}
+    assert shipped == {"__init__.py", "backend.py", "drafters.py", "mtp.py", "native.py", "ggml.py", "log.py"}
 
     res = run([venv / "bin" / "evalkit", "model=smollm2_135m", "task=constraints", f"task.prompts=[{PROMPT}]",
                "backend.n_threads=1", "task.sampling.max_tokens=16", "progress=false"], tmp_path, env)  # fmt: skip

@@ -1,6 +1,7 @@
 """In-process llama.cpp through llama-cpp-python: every call into its internals and ctypes is here.
 
-- `backend`: `LlamaCppBackend` (TextGeneration, TokenAccess, StateAccess), its drafters, `open_backend`
+- `backend`: `LlamaCppBackend` (TextGeneration, TokenAccess, StateAccess), `open_backend`
+- `drafters`: speculative decoding's prompt-lookup and draft-model drafters, which model may draft
 - `mtp`: multi-token-prediction drafting that shares the target's KV cache (Gemma 4 assistants)
 - `native`: calls that are not a loaded model's (quantize a file, the build's system info)
 - `ggml`: ggml's version and devices, read with ctypes from the libraries llama-cpp-python loaded
