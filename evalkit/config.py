@@ -1,4 +1,5 @@
-"""Pydantic schemas for everything Hydra composes: the only place defaults and bounds live.
+"""Pydantic schemas for everything Hydra composes: the only place defaults and bounds live (a task
+kind's own schema lives in its runner module, registered with its TaskKind: evalkit.kinds).
 
 Hydra gives us composition and overrides; pydantic gives us one-line, field-named errors for a
 bad value (``backend.n_ctx=-5``) before anything expensive (a model load) happens.
@@ -10,7 +11,7 @@ import re
 from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError, field_validator, model_validator
 
 from evalkit.errors import ConfigError
 
@@ -205,21 +206,10 @@ BackendConfig = Annotated[
 
 
 class TaskBase(Strict):
+    """What every task config has; each kind's subclass adds `kind: Literal["<its name>"]`."""
+
     name: str
     description: str = ""
-
-
-class GenerationTaskConfig(TaskBase):
-    """Prompts with checks (stress, constraints, or a user's own YAML file)."""
-
-    kind: Literal["generation"] = "generation"
-    file: str  # a name under tasks/ ("stress") or a path to a YAML file
-    samples: int = Field(1, ge=1)
-    # Overrides on top of the task file's own sampling block (null: keep the file's value). Every
-    # key is present, so `task.sampling.max_tokens=16` needs no `+`.
-    sampling: dict[str, Any] = Field(default_factory=lambda: dict.fromkeys(SamplingConfig.model_fields))
-    prompts: list[str] | None = None  # restrict to these prompt ids
-    system_prompt: str | None = None
 
 
 class CorpusTaskBase(TaskBase):
@@ -232,108 +222,25 @@ class CorpusTaskBase(TaskBase):
     chunks: int | None = Field(None, ge=1)  # None: the whole corpus
 
 
-class PerplexityTaskConfig(CorpusTaskBase):
-    kind: Literal["perplexity"] = "perplexity"
+# Each kind's own task config (its `kind` literal the tag) lives in its runner module and is
+# declared by its TaskKind (evalkit.kinds); `task` validates as the discriminated union of them all.
+class _RegisteredTaskConfigs:
+    """The union is built when RunConfig is first used (defer_build), after every runner module has
+    registered its kind, so importing this module imports no runner."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        from evalkit.kinds import kinds
+
+        configs = tuple(kind.config for _, kind in sorted(kinds().items()))
+        return handler.generate_schema(Annotated[Union[configs], Field(discriminator="kind")])
 
 
-class KldTaskConfig(CorpusTaskBase):
-    kind: Literal["kld"] = "kld"
-    # "f16" (or any ladder type) of the same model config, or a conf/model name; None: f16.
-    reference: str | None = None
-    # Reference log-probs kept per scored token, and tokens sampled from the rest of the
-    # distribution (they estimate the tail's share of the KLD; docs/kld.md has the measurement).
-    top_k: int = Field(64, ge=1, le=4096)
-    tail_samples: int = Field(64, ge=0, le=4096)
-    # Keep the reference's full float32 log-probs and compute exact KLD (validation; big files).
-    exact: bool = False
-    # corpus=responses:<task>: cap on each reference answer's tokens (None: the task's own cap).
-    answer_max_tokens: int | None = Field(None, ge=1)
-
-
-class SpeedTaskConfig(TaskBase):
-    """llama-bench's tests: pp<N> (prompt), tg<N> (generation), pp<N>+tg<M>, each at every depth."""
-
-    kind: Literal["speed"] = "speed"
-    pp: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [512])
-    tg: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128])
-    pg: list[str] = Field(default_factory=list)  # "512,128" = pp512+tg128 in one test
-    # Tokens already in the KV cache before the timed part starts (llama-bench's -d).
-    depth: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0])
-    repetitions: int = Field(5, ge=1)
-    warmup: bool = True
-    seed: int = Field(0, ge=0)  # random token ids: no prompt cache can short-circuit the work
-
-    @model_validator(mode="after")
-    def _tests_are_valid(self) -> "SpeedTaskConfig":
-        for item in self.pg:
-            parts = str(item).split(",")
-            if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-                raise ValueError(f"task.pg entries look like \"512,128\" (pp,tg), got {item!r}")
-        if not (self.pp or self.tg or self.pg):
-            raise ValueError("task=speed needs at least one test in task.pp, task.tg or task.pg")
-        if not self.depth:
-            raise ValueError("task.depth needs at least one value (0: an empty KV cache)")
-        return self
-
-
-class LmEvalTaskConfig(TaskBase):
-    """lm-evaluation-harness tasks through evalkit's own `LM` (local) or lm-eval's API models."""
-
-    kind: Literal["lm_eval"] = "lm_eval"
-    tasks: list[str] = Field(min_length=1)  # task, group or tag names (tasks/lm_eval searched first)
-    include_path: str | None = None  # another folder of lm-eval YAML tasks
-    limit: int | float | None = Field(None, gt=0)  # documents per task (< 1: a fraction)
-    num_fewshot: int | None = Field(None, ge=0)
-    batch_size: int = Field(1, ge=1)  # requests per HTTP call (servers only)
-    # Flips against: a ladder type of the same model ("f16"), a conf/model name, or a run dir.
-    reference: str | None = None
-    use_cache: bool = True  # lm-eval's request cache, keyed by the model file's sha256
-    apply_chat_template: bool = False
-    fewshot_as_multiturn: bool = False
-    system_instruction: str | None = None
-    # Generation: greedy by default, under each task file's own kwargs; a value set here
-    # overrides the task files (like lm-eval's --gen_kwargs). Null: keep the default.
-    sampling: dict[str, Any] = Field(default_factory=lambda: dict.fromkeys(SamplingConfig.model_fields))
-    gen_max_tokens: int = Field(256, ge=1)  # when a task sets no max_gen_toks
-    bootstrap_iters: int = Field(10000, ge=0)  # for metrics without a closed-form stderr
-    seed: int = Field(0, ge=0)  # lm-eval's random/numpy/few-shot seeds
-    # Servers: compare a few log-likelihoods with in-process scoring first; refuse, flag or skip.
-    remote_check: Literal["refuse", "flag", "off"] = "refuse"
-    remote_check_items: int = Field(3, ge=1, le=5)
-
-    @field_validator("tasks", mode="before")
-    @classmethod
-    def _tasks_as_list(cls, v: Any) -> Any:
-        return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _sampling_is_valid(self) -> "LmEvalTaskConfig":
-        try:
-            self.sampling_config()
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ValueError(f"sampling.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-        return self
-
-    def sampling_config(self) -> SamplingConfig:
-        """Greedy unless overridden; null entries keep SamplingConfig's defaults."""
-        given = {k: v for k, v in self.sampling.items() if v is not None}
-        return SamplingConfig.model_validate({"temperature": 0.0, **given})
-
-
-TaskConfig = Annotated[
-    Union[
-        GenerationTaskConfig,
-        PerplexityTaskConfig,
-        KldTaskConfig,
-        SpeedTaskConfig,
-        LmEvalTaskConfig,
-    ],
-    Field(discriminator="kind"),
-]
+TaskConfig = Annotated[TaskBase, _RegisteredTaskConfigs()]
 
 
 class RunConfig(Strict):
+    model_config = ConfigDict(defer_build=True)  # the task union needs every kind registered first
+
     model: ModelConfig
     backend: BackendConfig
     task: TaskConfig
@@ -368,16 +275,9 @@ def format_validation_error(exc: ValidationError) -> str:
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic puts the discriminator value into the location ("backend.llama_cpp.n_ctx").
-    return part in {
-        "llama_cpp",
-        "openai",
-        "llama_server",
-        "generation",
-        "perplexity",
-        "kld",
-        "speed",
-        "lm_eval",
-    }
+    from evalkit.kinds import kinds
+
+    return part in HYDRA_BASES["backend"] or part in kinds()
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,6 +285,7 @@ def _is_union_tag(part: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 
 # Hydra group -> {option type: schema}; conf/<group>/<name>.yaml starts with `- base_<group>_<type>`.
+# The task group is every registered kind's config (hydra_bases()).
 HYDRA_BASES: dict[str, dict[str, type[Strict]]] = {
     "model": {"gguf": ModelConfig},
     "backend": {
@@ -392,18 +293,18 @@ HYDRA_BASES: dict[str, dict[str, type[Strict]]] = {
         "openai": OpenAIBackendConfig,
         "llama_server": LlamaServerBackendConfig,
     },
-    "task": {
-        "generation": GenerationTaskConfig,
-        "perplexity": PerplexityTaskConfig,
-        "kld": KldTaskConfig,
-        "speed": SpeedTaskConfig,
-        "lm_eval": LmEvalTaskConfig,
-    },
 }
 # Not in any base. The composed config's keys feed the run directory's hash, so a base adds no key
 # its YAMLs did not already have: `description` is per-file text, and only the synthetic models
 # ever had a `synthetic` key.
 _NOT_IN_BASE = {"description", "synthetic"}
+
+
+def hydra_bases() -> dict[str, dict[str, type[Strict]]]:
+    """HYDRA_BASES and `task`: {kind name: its config} for every kind registered (evalkit.kinds)."""
+    from evalkit.kinds import kinds
+
+    return {**HYDRA_BASES, "task": {name: kind.config for name, kind in sorted(kinds().items())}}
 
 
 def hydra_base(schema: type[Strict]) -> dict[str, Any]:
@@ -427,6 +328,6 @@ def register_hydra_defaults() -> None:
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    for group, schemas in HYDRA_BASES.items():
+    for group, schemas in hydra_bases().items():
         for type_, schema in schemas.items():
             store.store(group=group, name=f"base_{group}_{type_}", node=hydra_base(schema))

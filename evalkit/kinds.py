@@ -1,9 +1,10 @@
 """Task kinds as registered units: one `TaskKind` per kind, declared in its runner module.
 
-A runner module under evalkit/runners/ registers its kind with `register(TaskKind(...))`; the
-CLI, the preflight and `run.execute` only ever ask this registry. Adding a kind is its module,
-its task config (the `kind` literal in evalkit.config), its YAML, its docs and its tests: no
-central if-chain to extend.
+A runner module under evalkit/runners/ defines its task config and registers its kind with
+`register(TaskKind(...))`; the CLI, the preflight and `run.execute` only ever ask this registry,
+and the config's task union (evalkit.config.TaskConfig), the Hydra `base_task_<kind>` nodes and
+the record's `task_kind` check are derived from it. Adding a kind is its module, its YAML, its
+docs and its tests: no central list to extend.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class TaskKind:
     """
 
     name: str
-    config: type  # the pydantic task config (evalkit.config), discriminated by `kind`
+    config: type  # its pydantic task config: an evalkit.config.TaskBase whose `kind` tag is `name`
     run: Callable[[Any], "RunResult"]
     requires: frozenset[Capability] = frozenset({Capability.TEXT_GENERATION})
     show: Callable[..., None] | None = None
@@ -50,6 +51,9 @@ _LOADED = False
 def register(kind: TaskKind) -> TaskKind:
     if kind.name in _KINDS and _KINDS[kind.name] is not kind:
         raise ValueError(f"task kind {kind.name!r} is registered twice")
+    tag = getattr(kind.config, "model_fields", {}).get("kind")
+    if tag is None or tag.default != kind.name:
+        raise ValueError(f"task kind {kind.name!r}: its config needs `kind: Literal[{kind.name!r}] = {kind.name!r}`")
     _KINDS[kind.name] = kind
     return kind
 

@@ -17,9 +17,10 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from evalkit.hardware import HardwareInfo
 
@@ -36,8 +37,24 @@ ITEMS_FILE = "items.jsonl"
 # Every value evalkit writes in these fields; a new one is added here, once.
 Status = Literal["complete", "interrupted", "failed"]
 FinishReason = Literal["stop", "length", "error"]  # "error": the sample failed (see `error`)
-TaskKind = Literal["generation", "perplexity", "kld", "speed", "lm_eval"]
 Verdict = Literal["numerics", "unexplained", "unchecked"]  # Divergence.verdict (evalkit.divergence)
+
+
+def _registered_kind(name: str) -> str:
+    """A kind is registered by its own runner module (evalkit.kinds), so its name is checked there
+    when a record is validated; importing this module imports no runner."""
+    from evalkit.kinds import kinds
+
+    known = sorted(kinds())
+    if name in known:
+        return name
+    *rest, last = [repr(k) for k in known]
+    expected = f"{', '.join(rest)} or {last}" if rest else last
+    raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+
+
+# The name of a registered task kind (evalkit.kinds.kinds()), like a Literal over them all.
+TaskKind = Annotated[str, AfterValidator(_registered_kind)]
 
 
 def now_iso() -> str:

@@ -1,4 +1,5 @@
-"""conf/ YAMLs (task, backend, model) hold only what differs from the pydantic schemas' defaults (evalkit/config.py)."""
+"""conf/ YAMLs (task, backend, model) hold only what differs from the pydantic schemas' defaults
+(evalkit/config.py; a task kind's own in its runner module)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from evalkit.__main__ import register_resolvers
-from evalkit.config import HYDRA_BASES, hydra_base, validate_run_config
+from evalkit.config import hydra_base, hydra_bases, validate_run_config
 from evalkit.paths import CONF_DIR
 
-FILES = [(g, p) for g in HYDRA_BASES for p in sorted((CONF_DIR / g).glob("*.yaml"))]
+BASES = hydra_bases()
+FILES = [(g, p) for g in BASES for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 
 
 @pytest.mark.parametrize(("group", "path"), FILES, ids=[f"{g}/{p.stem}" for g, p in FILES])
@@ -20,7 +22,7 @@ def test_yaml_starts_from_its_schema_and_restates_no_default(group, path):
     defaults = raw.pop("defaults")
     assert defaults[-1] == "_self_" and len(defaults) == 2, defaults
     type_ = defaults[0].removeprefix(f"base_{group}_")
-    base = hydra_base(HYDRA_BASES[group][type_])
+    base = hydra_base(BASES[group][type_])
     for key, value in raw.items():
         if isinstance(value, dict):
             restated = {k: v for k, v in value.items() if base.get(key, {}).get(k, object()) == v}

@@ -112,13 +112,20 @@ def test_literals_cover_every_value_evalkit_writes():
     assert set(records.Status.__args__) == {"complete", "interrupted", "failed"}
     assert set(records.FinishReason.__args__) == {"stop", "length", "error"}
     assert set(records.Verdict.__args__) == {"numerics", "unexplained", "unchecked"}
-    from pydantic import BaseModel
+    from pydantic import TypeAdapter
 
-    from evalkit import config
+    from evalkit.kinds import kinds
 
-    models = [c for c in vars(config).values() if isinstance(c, type) and issubclass(c, BaseModel)]
-    kinds = {c.model_fields["kind"].default for c in models if "kind" in c.model_fields}
-    assert kinds == set(records.TaskKind.__args__)
+    # task_kind: exactly the registered kinds' names (each its config's `kind` tag), like a Literal
+    registered = sorted(kinds())
+    assert {"generation", "lm_eval"} <= set(registered)
+    assert all(kinds()[name].config.model_fields["kind"].default == name for name in registered)
+    kind = TypeAdapter(records.TaskKind)
+    assert [kind.validate_python(name) for name in registered] == registered
+    listed = ", ".join(repr(k) for k in registered[:-1]) + f" or {registered[-1]!r}"
+    with pytest.raises(ValidationError) as exc:
+        kind.validate_python("bogus")
+    assert exc.value.errors()[0]["msg"] == f"Input should be {listed}"
 
 
 def test_sample_literal_refuses_an_unknown_finish_reason():

@@ -1,1 +1,1 @@
-"""Runners: one module per task kind; each registers its `TaskKind` (evalkit.kinds)."""
+"""Runners: one module per task kind; each defines its task config and registers its `TaskKind` (evalkit.kinds)."""

@@ -12,12 +12,15 @@ import threading
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
 
 from evalkit.report.progress import progress_bar, progress_label
 
 from evalkit.backends.base import Generation, GenerationRequest, SampleFailed
 from evalkit.checks import run_check
-from evalkit.config import SamplingConfig
+from evalkit.config import SamplingConfig, TaskBase
 from evalkit.metrics.generation import summarize
 from evalkit.records import CheckOutcome, RunResult, SampleRecord, SampleStore, now_iso, stable_hash
 from evalkit.report.tables import print_generation
@@ -287,8 +290,20 @@ def finish(cfg, out_dir, result: RunResult, console) -> RunResult:
     return attach(out_dir, result, console if cfg.print_table else None)
 
 
+class GenerationTaskConfig(TaskBase):
+    """Prompts with checks (stress, constraints, or a user's own YAML file)."""
+
+    kind: Literal["generation"] = "generation"
+    file: str  # a name under tasks/ ("stress") or a path to a YAML file
+    samples: int = Field(1, ge=1)
+    # Overrides on top of the task file's own sampling block (null: keep the file's value). Every
+    # key is present, so `task.sampling.max_tokens=16` needs no `+`.
+    sampling: dict[str, Any] = Field(default_factory=lambda: dict.fromkeys(SamplingConfig.model_fields))
+    prompts: list[str] | None = None  # restrict to these prompt ids
+    system_prompt: str | None = None
+
+
 def _register() -> None:
-    from evalkit.config import GenerationTaskConfig
     from evalkit.kinds import TaskKind, register
 
     register(TaskKind(name="generation", config=GenerationTaskConfig, run=run, preflight=preflight, finish=finish))

@@ -14,12 +14,14 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from rich.markup import escape
 
-from evalkit.config import ModelConfig, RunConfig
+from evalkit.config import CorpusTaskBase, ModelConfig, RunConfig
 from evalkit.corpus import Corpus, load_corpus, responses_task
 from evalkit.errors import TaskError
 from evalkit.metrics.kld import ReferenceRows, candidate_rows, kld_stats, reference_rows
@@ -346,9 +348,22 @@ def kind_preflight(run_cfg: RunConfig, seen: set[str]) -> None:
     preflight(run_cfg)
 
 
+class KldTaskConfig(CorpusTaskBase):
+    kind: Literal["kld"] = "kld"
+    # "f16" (or any ladder type) of the same model config, or a conf/model name; None: f16.
+    reference: str | None = None
+    # Reference log-probs kept per scored token, and tokens sampled from the rest of the
+    # distribution (they estimate the tail's share of the KLD; docs/kld.md has the measurement).
+    top_k: int = Field(64, ge=1, le=4096)
+    tail_samples: int = Field(64, ge=0, le=4096)
+    # Keep the reference's full float32 log-probs and compute exact KLD (validation; big files).
+    exact: bool = False
+    # corpus=responses:<task>: cap on each reference answer's tokens (None: the task's own cap).
+    answer_max_tokens: int | None = Field(None, ge=1)
+
+
 def _register() -> None:
     from evalkit.backends.base import Capability
-    from evalkit.config import KldTaskConfig
     from evalkit.kinds import TaskKind, register
 
     register(TaskKind(

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
-from evalkit.config import RunConfig
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from evalkit.config import RunConfig, SamplingConfig, TaskBase
 from evalkit.errors import ConfigError, EvalkitError, TaskError
 from evalkit.records import LmEvalSummary, RunResult, stable_hash
 from evalkit.report.progress import progress_bar, progress_label
@@ -492,8 +494,52 @@ class _progress:
         return False
 
 
+class LmEvalTaskConfig(TaskBase):
+    """lm-evaluation-harness tasks through evalkit's own `LM` (local) or lm-eval's API models."""
+
+    kind: Literal["lm_eval"] = "lm_eval"
+    tasks: list[str] = Field(min_length=1)  # task, group or tag names (tasks/lm_eval searched first)
+    include_path: str | None = None  # another folder of lm-eval YAML tasks
+    limit: int | float | None = Field(None, gt=0)  # documents per task (< 1: a fraction)
+    num_fewshot: int | None = Field(None, ge=0)
+    batch_size: int = Field(1, ge=1)  # requests per HTTP call (servers only)
+    # Flips against: a ladder type of the same model ("f16"), a conf/model name, or a run dir.
+    reference: str | None = None
+    use_cache: bool = True  # lm-eval's request cache, keyed by the model file's sha256
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
+    system_instruction: str | None = None
+    # Generation: greedy by default, under each task file's own kwargs; a value set here
+    # overrides the task files (like lm-eval's --gen_kwargs). Null: keep the default.
+    sampling: dict[str, Any] = Field(default_factory=lambda: dict.fromkeys(SamplingConfig.model_fields))
+    gen_max_tokens: int = Field(256, ge=1)  # when a task sets no max_gen_toks
+    bootstrap_iters: int = Field(10000, ge=0)  # for metrics without a closed-form stderr
+    seed: int = Field(0, ge=0)  # lm-eval's random/numpy/few-shot seeds
+    # Servers: compare a few log-likelihoods with in-process scoring first; refuse, flag or skip.
+    remote_check: Literal["refuse", "flag", "off"] = "refuse"
+    remote_check_items: int = Field(3, ge=1, le=5)
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks_as_list(cls, v: Any) -> Any:
+        return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _sampling_is_valid(self) -> "LmEvalTaskConfig":
+        try:
+            self.sampling_config()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"sampling.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return self
+
+    def sampling_config(self) -> SamplingConfig:
+        """Greedy unless overridden; null entries keep SamplingConfig's defaults."""
+        given = {k: v for k, v in self.sampling.items() if v is not None}
+        return SamplingConfig.model_validate({"temperature": 0.0, **given})
+
+
 def _register() -> None:
-    from evalkit.config import LmEvalTaskConfig
     from evalkit.kinds import TaskKind, register
 
     register(TaskKind(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
+from evalkit.config import CorpusTaskBase
 from evalkit.corpus import load_corpus
 from evalkit.metrics.kld import candidate_rows, perplexity_stats
 from evalkit.records import PerplexitySummary, RunResult
@@ -71,9 +74,12 @@ def show(result: RunResult, console, out_dir=None) -> None:
     print_perplexity(result, console)
 
 
+class PerplexityTaskConfig(CorpusTaskBase):
+    kind: Literal["perplexity"] = "perplexity"
+
+
 def _register() -> None:
     from evalkit.backends.base import Capability
-    from evalkit.config import PerplexityTaskConfig
     from evalkit.kinds import TaskKind, register
 
     register(TaskKind(

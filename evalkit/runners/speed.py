@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
+from evalkit.config import TaskBase
 from evalkit.errors import ConfigError
 from evalkit.metrics.moments import mean, sample_sd
 from evalkit.records import RunResult, SpeedSummary, SpeedTest
@@ -258,9 +260,34 @@ def print_speed(result: RunResult, console) -> None:
     console.print(f"results: {result.run_id} → results.json", markup=False, highlight=False)
 
 
+class SpeedTaskConfig(TaskBase):
+    """llama-bench's tests: pp<N> (prompt), tg<N> (generation), pp<N>+tg<M>, each at every depth."""
+
+    kind: Literal["speed"] = "speed"
+    pp: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [512])
+    tg: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128])
+    pg: list[str] = Field(default_factory=list)  # "512,128" = pp512+tg128 in one test
+    # Tokens already in the KV cache before the timed part starts (llama-bench's -d).
+    depth: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0])
+    repetitions: int = Field(5, ge=1)
+    warmup: bool = True
+    seed: int = Field(0, ge=0)  # random token ids: no prompt cache can short-circuit the work
+
+    @model_validator(mode="after")
+    def _tests_are_valid(self) -> "SpeedTaskConfig":
+        for item in self.pg:
+            parts = str(item).split(",")
+            if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+                raise ValueError(f"task.pg entries look like \"512,128\" (pp,tg), got {item!r}")
+        if not (self.pp or self.tg or self.pg):
+            raise ValueError("task=speed needs at least one test in task.pp, task.tg or task.pg")
+        if not self.depth:
+            raise ValueError("task.depth needs at least one value (0: an empty KV cache)")
+        return self
+
+
 def _register() -> None:
     from evalkit.backends.base import Capability
-    from evalkit.config import SpeedTaskConfig
     from evalkit.kinds import TaskKind, register
 
     register(TaskKind(

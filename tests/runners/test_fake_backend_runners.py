@@ -11,11 +11,14 @@ import pytest
 import fake_backend
 from evalkit.backends import TextGeneration, TokenAccess, capabilities
 from evalkit.backends.base import Capability
-from evalkit.config import GenerationTaskConfig, LlamaCppBackendConfig, PerplexityTaskConfig, RunConfig, SpeedTaskConfig
+from evalkit.config import LlamaCppBackendConfig, RunConfig
 from evalkit.errors import ConfigError
 from evalkit.kinds import get_kind, kinds
 from evalkit.models import load_model_config
 from evalkit.run import execute
+from evalkit.runners.generation import GenerationTaskConfig
+from evalkit.runners.perplexity import PerplexityTaskConfig
+from evalkit.runners.speed import SpeedTaskConfig
 
 PROMPTS = ["under_fifty_words", "two_paragraphs"]
 

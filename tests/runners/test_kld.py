@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalkit.config import KldTaskConfig, LlamaCppBackendConfig, PerplexityTaskConfig, RunConfig
+from evalkit.config import LlamaCppBackendConfig, RunConfig
 from evalkit.models import load_model_config, resolve_model
 from evalkit.run import execute
+from evalkit.runners.kld import KldTaskConfig
+from evalkit.runners.perplexity import PerplexityTaskConfig
 
 pytestmark = pytest.mark.slow  # every test here runs a real model
 
