@@ -36,7 +36,7 @@ def test_the_fake_satisfies_the_protocols_it_declares():
 
 def test_every_kind_is_registered_once_with_its_config_type():
     found = kinds()
-    assert set(found) == {"generation", "perplexity", "kld", "speed", "lm_eval"}
+    assert {"generation", "perplexity", "kld", "speed", "lm_eval"} <= set(found)  # a new kind needs no edit here
     for name, kind in found.items():
         assert kind.config.model_fields["kind"].default == name
         assert Capability.TEXT_GENERATION in kind.requires or Capability.TOKEN_ACCESS in kind.requires
