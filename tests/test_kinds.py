@@ -21,23 +21,23 @@ from evalkit.kinds import TaskKind, register
 from evalkit.records import TaskKind as KindName
 
 
-class EchoTaskConfig(TaskBase):
-    kind: Literal["echo"] = "echo"
+class ProbeTaskConfig(TaskBase):
+    kind: Literal["registry_probe"] = "registry_probe"
     words: int = Field(3, ge=1)
 
 
-register(TaskKind(name="echo", config=EchoTaskConfig, run=lambda ctx: None))
-model = {"name": "m", "source": "embedded", "embedded": "smollm2_135m"}
-run = validate_run_config({"model": model, "backend": {"type": "llama_cpp"}, "task": {"kind": "echo", "name": "e"}})
-assert type(run.task) is EchoTaskConfig and run.task.words == 3
+register(TaskKind(name="registry_probe", config=ProbeTaskConfig, run=lambda ctx: None))
+job = {"model": {"name": "m", "source": "embedded", "embedded": "smollm2_135m"}, "backend": {"type": "llama_cpp"}}
+run = validate_run_config({**job, "task": {"kind": "registry_probe", "name": "p"}})
+assert type(run.task) is ProbeTaskConfig and run.task.words == 3
 try:
-    validate_run_config({"model": model, "backend": {"type": "llama_cpp"}, "task": {"kind": "echo", "name": "e", "words": 0}})
+    validate_run_config({**job, "task": {"kind": "registry_probe", "name": "p", "words": 0}})
 except ConfigError as exc:
     print(exc)
-assert hydra_bases()["task"]["echo"] is EchoTaskConfig
+assert hydra_bases()["task"]["registry_probe"] is ProbeTaskConfig
 register_hydra_defaults()
-assert ConfigStore.instance().load("task/base_task_echo.yaml").node.words == 3
-assert TypeAdapter(KindName).validate_python("echo") == "echo"
+assert ConfigStore.instance().load("task/base_task_registry_probe.yaml").node.words == 3
+assert TypeAdapter(KindName).validate_python("registry_probe") == "registry_probe"
 print("ok")
 """
 

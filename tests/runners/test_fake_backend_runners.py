@@ -82,8 +82,9 @@ def test_a_backend_without_the_capability_is_refused_before_it_opens(monkeypatch
 
 
 def test_an_unknown_kind_is_one_line():
-    with pytest.raises(ConfigError, match="unknown task kind 'nope'; available: generation, kld, lm_eval"):
+    with pytest.raises(ConfigError, match="unknown task kind 'nope'; available: ") as exc:
         get_kind("nope")
+    assert str(exc.value).endswith(", ".join(sorted(kinds()))) and "\n" not in str(exc.value)
 
 
 def test_memory_facts_come_only_from_a_backend_that_declares_them(monkeypatch, tmp_path):
