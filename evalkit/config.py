@@ -1,5 +1,6 @@
-"""Pydantic schemas for everything Hydra composes: the only place defaults and bounds live (a task
-kind's own schema lives in its runner module, registered with its TaskKind: evalkit.kinds).
+"""Pydantic schemas for everything Hydra composes: where defaults and bounds live. A task kind's own
+schema lives in its runner module, declared by its TaskKind (evalkit.kinds); `TaskConfig` and the
+Hydra task bases are built from that registry.
 
 Hydra gives us composition and overrides; pydantic gives us one-line, field-named errors for a
 bad value (``backend.n_ctx=-5``) before anything expensive (a model load) happens.
