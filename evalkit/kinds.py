@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from evalkit.backends.base import Capability
@@ -41,7 +41,6 @@ class TaskKind:
     backend_overrides: Callable[["RunConfig"], dict[str, Any]] | None = None
     preflight: Callable[["RunConfig", set[str]], None] | None = None
     finish: Callable[..., "RunResult"] | None = None
-    columns: tuple[str, ...] = field(default=())  # leaderboard columns this kind fills (report)
 
 
 _KINDS: dict[str, TaskKind] = {}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.metrics.intervals import MIN_PAIRS, clustered_difference, paired_rate
+from evalkit.metrics.intervals import clustered_difference, paired_rate
 
 NOISE = "not distinguishable from noise"
 
