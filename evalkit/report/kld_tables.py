@@ -11,7 +11,6 @@ from pathlib import Path
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from evalkit.records import KldSummary, RunResult
 from evalkit.report.tables import fitted_table, header
@@ -32,17 +31,10 @@ def print_perplexity(result: RunResult, console: Console) -> None:
         "tok/s": f"{p.timing.tokens_per_s:.0f}",
     }
     # whole cells: at a narrow width the settings go first, never a digit of the PPL
-    table = _whole(header(result), [(h, [c]) for h, c in cells.items()], console, priority=[4, 5, 0, 6, 3, 2, 1])
+    table, _ = fitted_table(header(result), [(h, [c]) for h, c in cells.items()], console.width, left={"corpus"},
+                            priority=[4, 5, 0, 6, 3, 2, 1], say_dropped="results.json has them")  # fmt: skip
     console.print(table)
     console.print(f"corpus: {p.corpus_description}, sha256 {p.corpus_sha256[:16]}…, {p.corpus_tokens} tokens")
-
-
-def _whole(title: str, columns: list[tuple[str, list[str]]], console: Console, priority: list[int], **style) -> Table:
-    """A table of whole cells that fits the console, naming in its caption what did not fit."""
-    table, dropped = fitted_table(title, columns, console.width, left={"corpus", "variant"}, priority=priority, **style)
-    if dropped:
-        table.caption = "not shown at this width: " + ", ".join(dropped) + " (results.json has them)"
-    return table
 
 
 def _same_setting(a: KldSummary, b: KldSummary) -> bool:
@@ -102,7 +94,8 @@ def print_kld(result: RunResult, console: Console, out_dir: Path | None = None) 
     columns = [(h, [row[i] for row in data]) for i, h in enumerate(cols)]
     # kept longest: variant, KLD mean and its SE, same top, PPL; first to go: timing, the tails, size
     priority = [0, 5, 6, 11, 3, 4, 9, 7, 2, 1, 8, 10, 12, 13]
-    table = _whole(title, columns, console, priority, box=box.SIMPLE_HEAD, pad_edge=False)
+    table, _ = fitted_table(title, columns, console.width, left={"variant"}, priority=priority,
+                            say_dropped="results.json has them", box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
     console.print(table)
     mode = "exact full-vocabulary reference" if k.exact else f"top-{k.top_k} reference cache"
     console.print(escape(f"reference: {k.reference}"))

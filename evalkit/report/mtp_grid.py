@@ -203,11 +203,8 @@ def print_grid(rows: list[GridRow], console) -> None:
         ]
         table, dropped = fitted_table(
             f"MTP / QAT grid · {group}", columns, console.width, left={"model", "variant", "QAT", "speculative"},
-            priority=[0, 3, 4, 5, 6, 7, 8, 1, 2],
+            priority=[0, 3, 4, 5, 6, 7, 8, 1, 2], say_dropped="evalkit-leaderboard --json has them",
         )  # fmt: skip
-        if dropped:
-            table.caption = "not shown at this width: " + ", ".join(dropped) + " (evalkit-leaderboard --json has them)"
-            table.caption_justify = "left"
         console.print(table)
 
 

@@ -66,12 +66,8 @@ def print_generation(result: RunResult, console: Console) -> None:
     ])  # fmt: skip
     columns = [(h, [r[i] for r in rows]) for i, h in enumerate(heads)]
     # whole cells: at a narrow width the category, then the rightmost columns are dropped, never cut
-    shown, dropped = fit_columns(columns, console.width, keep=1, priority=[0, 2, 3, 4, 5, 6, 7, 8, 1])
-    table, _ = fitted_table(header(result), [columns[i] for i in shown], console.width,
-                            left={"prompt", "category"}, sections={len(rows) - 1})  # fmt: skip
-    if dropped:
-        table.caption = "not shown at this width: " + ", ".join(heads[i] for i in dropped)
-        table.caption_justify = "left"
+    table, _ = fitted_table(header(result), columns, console.width, left={"prompt", "category"},
+                            sections={len(rows) - 1}, priority=[0, 2, 3, 4, 5, 6, 7, 8, 1], say_dropped="")  # fmt: skip
     console.print(table)
     extras = [f"time to first token {fmt_stat(g.ttft_s, 3)} s", f"prompt {fmt_stat(g.prompt_tokens_per_s, 0)} tok/s"]
     if g.acceptance_rate is not None:
@@ -138,12 +134,18 @@ def fitted_table(
     caption: str | None = None,
     prose: frozenset[str] = frozenset(),
     priority: list[int] | None = None,
+    say_dropped: str | None = None,
     **style: Any,
 ) -> tuple[Table, list[str]]:
     """A rich table of whole cells (no_wrap; `prose` columns wrap between words only) holding
-    the columns that fit, and the dropped headers. `style`: rich Table options (box, pad_edge);
+    the columns that fit, and the dropped headers. `say_dropped` (a hint where else to read them,
+    "" for none): the caption names what was dropped. `style`: rich Table options (box, pad_edge);
     the fit assumes a box with vertical lines, so a lighter box only leaves spare room."""
     shown, dropped = fit_columns(columns, width, keep, priority, prose)
+    if dropped and say_dropped is not None:
+        note = "not shown at this width: " + escape(", ".join(columns[i][0] for i in dropped))
+        note += f" ({say_dropped})" if say_dropped else ""
+        caption = f"{caption} ({note})" if caption else note
     table = Table(title=escape(title), title_justify="left", caption=caption, caption_justify="left", **style)
     for i in shown:
         h = columns[i][0]
@@ -178,16 +180,14 @@ def pair_table(report, width: int) -> tuple[Table, list[str]]:
         prio_ratio.append(len(cols))
         cols.append((f"{short[m]} A/B", [fmt_ratio(r[m]) for _, r, _ in rows]))
     priority = [0, 1, *prio_ratio, *prio_val]
-    shown, dropped = fit_columns(cols, width, keep=1, priority=priority)
     caption = (
         f"ratios A/B with {INTERVAL}; "
         f"'noise' = {NOISE} (the interval covers 1.0); '(no CI)' = too few samples for an honest interval"
     )
-    table, _ = fitted_table(
+    return fitted_table(
         f"{report.a} / {report.b} · task {report.task} · factor: {report.factor}",
-        [cols[i] for i in shown], width, left={"prompt"}, sections={len(rows) - 1}, caption=caption,
+        cols, width, left={"prompt"}, sections={len(rows) - 1}, caption=caption, priority=priority,
     )  # fmt: skip
-    return table, [cols[i][0] for i in dropped]
 
 
 # --------------------------------------------------------------------------------------------
