@@ -24,7 +24,7 @@ from evalkit.config import LlamaCppBackendConfig
 from evalkit.corpus import load_corpus
 from evalkit.metrics.kld import ReferenceRows, candidate_rows, reference_rows
 from evalkit.models import load_model_config, resolve_model
-from evalkit.scoring import Timer, chunk_corpus, chunk_tokens, score_sequence
+from evalkit.scoring import Timer, chunk_corpus, chunk_tokens, score_chunk
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
             for k, m in ks:
                 compact[(k, m)].append(reference_rows(block, nxt, k, m, u=u))
 
-        score_sequence(b, chunk_tokens(tokens, i, plan), plan.first, on_ref, Timer())
+        score_chunk(b, chunk_tokens(tokens, i, plan), plan, on_ref, Timer())
     b.close()
     print(f"reference {ref.name} [{ref.variant}]: {plan.n_chunks} chunks x {args.n_ctx}, {n} scored tokens, "
           f"corpus {corpus.name} sha256 {corpus.sha256[:12]} ({time.perf_counter() - t0:.0f} s)")
@@ -82,7 +82,7 @@ def main() -> None:
                 for k in ks:
                     approx[k][g] = candidate_rows(block, nxt, compact[k].rows(g)).kld
 
-            score_sequence(c, chunk_tokens(tokens, i, plan), plan.first, on_cand, Timer())
+            score_chunk(c, chunk_tokens(tokens, i, plan), plan, on_cand, Timer())
         c.close()
         e = float(exact.mean())
         details.append((q, exact.copy(), {k: approx[k].copy() for k in ks}))

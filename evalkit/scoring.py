@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -90,8 +90,6 @@ def score_sequence(
 ) -> int:
     """Decode seq on an empty cache and call on_rows(row0, logits_block, next_tokens) for the
     positions first .. len(seq) - 2 (row r predicts token first + r + 1); returns the row count.
-    A corpus chunk (llama-perplexity's protocol) is seq = an n_ctx chunk, first = plan.first: its
-    plan.n_rows rows are its second half.
 
     Logits are asked for those rows only. `logits_block` is a view of llama.cpp's output buffer,
     valid only during the call. With a pool, blocks are processed in parallel while llama.cpp's
@@ -144,6 +142,13 @@ def backend_overrides(cfg) -> dict[str, int]:
     task = cfg.task
     n_batch = min(task.n_batch or task.n_ctx, task.n_ctx)
     return {"n_ctx": task.n_ctx, "n_batch": n_batch}
+
+
+def score_chunk(backend, chunk: np.ndarray, plan: ChunkPlan, on_rows, timer: Timer, **options: Any) -> None:
+    """One corpus chunk (llama-perplexity's protocol): its second half, plan.n_rows rows, scored.
+    A chunk of another length (a damaged cache entry) stops here instead of misaligning rows."""
+    rows = score_sequence(backend, chunk, plan.first, on_rows, timer, **options)
+    assert rows == plan.n_rows, (rows, plan.n_rows)
 
 
 def tokenize_corpus(backend, text: str) -> np.ndarray:

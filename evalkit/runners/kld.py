@@ -42,7 +42,7 @@ from evalkit.scoring import (
     chunk_corpus,
     chunk_pass,
     chunk_tokens,
-    score_sequence,
+    score_chunk,
     timing_summary,
 )
 
@@ -194,7 +194,7 @@ def _reference_pass(ctx, backend, corpus: Corpus, key: CacheKey, path: Path, lab
                     u = np.random.default_rng((i, r0)).random(len(nxt))  # reproducible tail draws
                     parts[r0] = reference_rows(block, nxt, k, header.tail_samples, u=u, full=key.exact)
 
-                score_sequence(backend, chunk, plan.first, on_rows, timer, pool=pool)
+                score_chunk(backend, chunk, plan, on_rows, timer, pool=pool)
                 writer.add(chunk, ReferenceRows.concat([parts[r] for r in sorted(parts)]))
                 advance()
         return writer.finish(time.perf_counter() - t0)
@@ -286,7 +286,7 @@ def _score(ctx, cache: RefCache, ref, corpus: Corpus, label: str, built: bool, b
                 rec = cache.chunk(i)
                 on_rows = scores.on_rows(i * plan.n_rows, rec.rows)
                 # The cache holds the tokens exactly as the reference decoded them (BOS included).
-                score_sequence(backend, np.asarray(rec.tokens), plan.first, on_rows, timer, pool=pool)
+                score_chunk(backend, np.asarray(rec.tokens), plan, on_rows, timer, pool=pool)
                 advance()
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)

@@ -16,7 +16,7 @@ from evalkit.scoring import (
     chunk_corpus,
     chunk_pass,
     chunk_tokens,
-    score_sequence,
+    score_chunk,
     timing_summary,
 )
 
@@ -38,7 +38,7 @@ def run(ctx) -> RunResult:
                     out = candidate_rows(block, nxt)
                     nll[base + r0 : base + r0 + len(nxt)] = -out.lp_next
 
-                score_sequence(backend, chunk_tokens(tokens, i, plan), plan.first, on_rows, timer, pool=pool)
+                score_chunk(backend, chunk_tokens(tokens, i, plan), plan, on_rows, timer, pool=pool)
                 advance()
     except KeyboardInterrupt:
         ctx.result("interrupted", "interrupted; re-run the same command to score again").write(ctx.out_dir)
