@@ -184,7 +184,7 @@ class LlamaCppBackend:
         """What the draft model adds to memory: its file, and llama.cpp's own buffer sizes."""
         if self.drafter is None or self.draft_path is None:
             return {}
-        log = getattr(self.drafter, "load_log", "") or ""
+        log = self.drafter.load_log
         facts = parse_load_log(log)
         # An MTP drafter's cache lines describe the target's layers it reads ("sharing with
         # layer N"): it allocates no KV cache of its own.

@@ -27,10 +27,11 @@ import llama_cpp
 from llama_cpp import llama_cpp_ext
 
 from evalkit.backends.llama_cpp import log as llama_log
+from evalkit.backends.llama_cpp.drafters import Drafter
 from evalkit.errors import BackendError, ModelError
 
 
-class MtpDrafter:
+class MtpDrafter(Drafter):
     """Drafts with an MTP assistant that shares the target's KV cache (Gemma 4)."""
 
     def __init__(self, target, draft_path: str, name: str, num_pred_tokens: int):
