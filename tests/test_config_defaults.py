@@ -61,8 +61,9 @@ def test_every_model_composes_to_its_schemas_values(composed, model):
     from evalkit.models import load_model_config
 
     whole = composed(f"model={model}")
-    data, dumped = whole["model"], validate_run_config(whole).model.model_dump()
+    data, run = whole["model"], validate_run_config(whole)
+    dumped = run.model.model_dump()
     assert {k: dumped[k] for k in data} == data
-    assert set(hydra_base(type(validate_run_config(whole).model))) <= set(data)
+    assert set(hydra_base(type(run.model))) <= set(data)
     # read outside Hydra (references, drafters): the same model
     assert load_model_config(model).model_dump() == dumped

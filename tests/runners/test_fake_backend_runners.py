@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 import fake_backend
 from evalkit.backends import TextGeneration, TokenAccess, capabilities
@@ -15,6 +16,7 @@ from evalkit.config import LlamaCppBackendConfig, RunConfig
 from evalkit.errors import ConfigError
 from evalkit.kinds import get_kind, kinds
 from evalkit.models import load_model_config
+from evalkit.paths import CONF_DIR
 from evalkit.run import execute
 from evalkit.runners.generation import GenerationTaskConfig
 from evalkit.runners.perplexity import PerplexityTaskConfig
@@ -36,7 +38,11 @@ def test_the_fake_satisfies_the_protocols_it_declares():
 
 def test_every_kind_is_registered_once_with_its_config_type():
     found = kinds()
-    assert {"generation", "perplexity", "kld", "speed", "lm_eval"} <= set(found)  # a new kind needs no edit here
+    # exactly the kinds the shipped task configs start from: none lost, none without a config
+    # (and a new kind, which brings its YAML, needs no edit here)
+    shipped = {yaml.safe_load(p.read_text())["defaults"][0].removeprefix("base_task_")
+               for p in (CONF_DIR / "task").glob("*.yaml")}  # fmt: skip
+    assert set(found) == shipped and {"generation", "perplexity", "kld", "speed", "lm_eval"} <= shipped
     for name, kind in found.items():
         assert kind.config.model_fields["kind"].default == name
         assert Capability.TEXT_GENERATION in kind.requires or Capability.TOKEN_ACCESS in kind.requires
